@@ -1,0 +1,3 @@
+from bigbigan.cli import main
+
+raise SystemExit(main())
