@@ -1,0 +1,47 @@
+"""Atomic file writes: a reader never sees a half-written output."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from bigbigan.errors import BigBiGANError
+
+
+def ensure_dir(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+    """Create `path` (and parents) or fail with a one-line error naming the flag."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BigBiGANError(f"{flag} {path}: cannot create directory ({e.strerror})") from None
+    if not os.access(path, os.W_OK):
+        raise BigBiGANError(f"{flag} {path}: directory is not writable")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
+    path = Path(path)
+    ensure_dir(path.parent or Path("."), flag=str(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    write_bytes(path, text.encode())
