@@ -1,0 +1,251 @@
+"""msame-compatible raw `.bin` files: little-endian, C order, no header, plus a JSON sidecar.
+
+Every `.bin` this project writes gets `name.bin.json` = `{"dtype": "float32", "shape": [256, 100]}`
+beside it. When reading, the sidecar wins; without one (a file from msame or another tool), the
+dtype and shape come from the model's input spec, with the batch size inferred from the file size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bigbigan.errors import BigBiGANError
+from bigbigan.fsutil import atomic_path, write_text
+
+# Kinds of dtype a raw file can hold: bool, signed/unsigned int, float, complex.
+_RAW_KINDS = "biufc"
+# What the shared input names mean (DESIGN.md: the export, runtimes and .bin files share them).
+_ROLES = {"x1": "noise input", "x2": "label input"}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """What a model input or output expects. A `None` dim (usually the batch) is dynamic."""
+
+    name: str  # shared input/output name, e.g. "x1"
+    dtype: str  # canonical numpy name, e.g. "float32"; np.dtype objects are normalised to it
+    shape: tuple[int | None, ...]  # e.g. (None, 100)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
+        object.__setattr__(self, "shape", tuple(self.shape))
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+    @property
+    def model_name(self) -> str:
+        """`model input x1` for the shared input names, `model tensor <name>` for others."""
+        return f"model {'input' if self.name in _ROLES else 'tensor'} {self.name}"
+
+    @property
+    def role(self) -> str:
+        """`noise input x1`, `label input x2`, or `tensor <name>` for other names."""
+        return f"{_ROLES.get(self.name, 'tensor')} {self.name}"
+
+
+def sidecar_path(path: str | os.PathLike[str]) -> Path:
+    """`x.bin` -> `x.bin.json`."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def _fmt_shape(shape: tuple[int | None, ...] | list[int]) -> str:
+    """`(None, 100)` -> `[*, 100]`."""
+    return "[" + ", ".join("*" if d is None else str(d) for d in shape) + "]"
+
+
+def _raw(array: np.ndarray) -> np.ndarray:
+    """The array as little-endian, C-contiguous, with a dtype a raw file can hold."""
+    array = np.asarray(array)
+    if array.dtype.kind not in _RAW_KINDS:
+        raise BigBiGANError(
+            f"cannot write dtype {array.dtype} as raw binary: expected a bool, int or float array"
+        )
+    return np.asarray(array, dtype=array.dtype.newbyteorder("<"), order="C")
+
+
+def save_bin(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Write `array` as raw little-endian C-order bytes, atomically, plus its JSON sidecar."""
+    raw = _raw(array)
+    meta = {"dtype": raw.dtype.name, "shape": list(raw.shape)}
+    # Both go to temp files first; nothing is renamed into place unless both writes succeed.
+    with atomic_path(path) as tmp, atomic_path(sidecar_path(path)) as tmp_meta:
+        raw.tofile(tmp)
+        tmp_meta.write_text(json.dumps(meta) + "\n")
+
+
+def save_txt(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Write `array` like msame `--outfmt TXT`: one row per line of `[shape[0], -1]`, spaces.
+
+    Floats are written with enough digits to read back exactly (9 for float32, 17 for float64).
+    """
+    array = np.asarray(array)
+    if array.dtype.kind not in _RAW_KINDS:
+        raise BigBiGANError(
+            f"{path}: cannot write dtype {array.dtype} as text: expected a bool, int or float array"
+        )
+    rows = 1 if array.ndim == 0 else array.shape[0]
+    cols = math.prod(array.shape[1:]) if array.ndim > 0 else 1
+    table = array.reshape(rows, cols)
+    if array.dtype.kind == "f":
+        digits = 9 if array.dtype.itemsize <= 4 else 17
+        lines = (" ".join(format(float(v), f".{digits}g") for v in row) for row in table)
+    elif array.dtype.kind == "c":
+        lines = (" ".join(str(complex(v)) for v in row) for row in table)
+    else:
+        lines = (" ".join(str(int(v)) for v in row) for row in table)
+    write_text(path, "".join(line + "\n" for line in lines))
+
+
+def _read_sidecar(sidecar: Path) -> tuple[np.dtype, tuple[int, ...]]:
+    """Parse `x.bin.json`; any problem is an error naming the sidecar."""
+    expected = 'expected {"dtype": "float32", "shape": [256, 100]}'
+    try:
+        meta = json.loads(sidecar.read_text())
+    except OSError as e:
+        raise BigBiGANError(f"{sidecar}: cannot read sidecar ({e.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BigBiGANError(f"{sidecar}: sidecar is not valid JSON ({e}), {expected}") from None
+    if not isinstance(meta, dict) or "dtype" not in meta or "shape" not in meta:
+        raise BigBiGANError(f"{sidecar}: {expected}, found {json.dumps(meta)[:80]}")
+    try:
+        dtype = np.dtype(meta["dtype"])
+    except (TypeError, ValueError):
+        dtype = None
+    if not isinstance(meta["dtype"], str) or dtype is None or dtype.kind not in _RAW_KINDS:
+        raise BigBiGANError(
+            f"{sidecar}: dtype must be a numeric numpy name, found {meta['dtype']!r}"
+        )
+    shape = meta["shape"]
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise BigBiGANError(
+            f"{sidecar}: shape must be a list of non-negative integers, found {shape!r}"
+        )
+    return dtype, tuple(shape)
+
+
+def _dtype_mismatch(name: str, found: np.dtype, spec: TensorSpec) -> BigBiGANError:
+    msg = f"{name}: dtype {found.name}, {spec.model_name} expects {spec.dtype}"
+    if found.kind in "iu" and spec.np_dtype.kind in "iu":
+        msg += f" (save them with .astype(np.{spec.dtype}))"
+    return BigBiGANError(msg)
+
+
+def _check_batch(name: str, found: int, spec: TensorSpec | None, batch: int | None) -> None:
+    """The batch the file holds must equal `--batch` (if given) and a static spec batch."""
+    if batch is not None and found != batch:
+        raise BigBiGANError(f"{name}: holds a batch of {found}, expected batch {batch}")
+    if spec is not None and spec.shape and spec.shape[0] is not None and found != spec.shape[0]:
+        raise BigBiGANError(
+            f"{name}: holds a batch of {found}, {spec.model_name} has static batch {spec.shape[0]}"
+        )
+
+
+def load_bin(
+    path: str | os.PathLike[str],
+    spec: TensorSpec | None = None,
+    *,
+    batch: int | None = None,
+) -> np.ndarray:
+    """Read a raw `.bin`, taking dtype and shape from its sidecar or else from `spec`.
+
+    With a sidecar, the file size must match it and, given a spec, so must the dtype and every
+    non-batch dim. Without one, the batch is the file size over the size of one sample of `spec`.
+    `batch`, when given, is the batch size the file must hold.
+    """
+    path = Path(path)
+    name = str(path)
+    if not path.exists():
+        raise BigBiGANError(f"{name}: no such file")
+    if not path.is_file():
+        raise BigBiGANError(f"{name}: expected a .bin file, found a directory or special file")
+    size = path.stat().st_size
+    sidecar = sidecar_path(path)
+
+    if sidecar.exists():
+        dtype, shape = _read_sidecar(sidecar)
+        expected = dtype.itemsize * math.prod(shape)
+        if size != expected:
+            raise BigBiGANError(
+                f"{name}: {size} bytes, sidecar {sidecar.name} says {dtype.name} "
+                f"{_fmt_shape(shape)} = {expected} bytes"
+            )
+        if spec is not None:
+            if dtype != spec.np_dtype:
+                raise _dtype_mismatch(name, dtype, spec)
+            if len(shape) != len(spec.shape) or any(
+                want is not None and got != want
+                for got, want in zip(shape[1:], spec.shape[1:], strict=True)
+            ):
+                raise BigBiGANError(
+                    f"{name}: shape {_fmt_shape(shape)}, {spec.model_name} expects "
+                    f"{_fmt_shape(spec.shape)}"
+                )
+        if shape:
+            _check_batch(name, shape[0], spec, batch)
+    elif spec is None:
+        raise BigBiGANError(
+            f"{name}: no sidecar {sidecar.name} to give dtype and shape; write one "
+            '(e.g. {"dtype": "float32", "shape": [256, 100]}) or pass the model'
+        )
+    else:
+        dtype = spec.np_dtype
+        if not spec.shape:  # a scalar input
+            if size != dtype.itemsize:
+                raise BigBiGANError(
+                    f"{name}: {size} bytes, {spec.model_name} expects one {dtype.name} "
+                    f"scalar ({dtype.itemsize} bytes)"
+                )
+            shape = ()
+        else:
+            rest = spec.shape[1:]
+            if any(d is None for d in rest):
+                raise BigBiGANError(
+                    f"{name}: no sidecar {sidecar.name}, and {spec.model_name} "
+                    f"{_fmt_shape(spec.shape)} has dynamic dims besides the batch; write a sidecar"
+                )
+            dims = tuple(d for d in rest if d is not None)
+            sample = dtype.itemsize * math.prod(dims)
+            if sample == 0 or size == 0 or size % sample:
+                raise BigBiGANError(
+                    f"{name}: {size} bytes is not a whole number of {dtype.name} "
+                    f"{_fmt_shape((None, *dims))} samples ({sample} bytes each)"
+                )
+            _check_batch(name, size // sample, spec, batch)
+            shape = (size // sample, *dims)
+
+    data = np.fromfile(path, dtype=dtype.newbyteorder("<"))
+    return data.astype(dtype.newbyteorder("="), copy=False).reshape(shape)
+
+
+def validate_values(
+    name_or_path: str | os.PathLike[str],
+    array: np.ndarray,
+    spec: TensorSpec | None,
+    num_classes: int | None,
+) -> None:
+    """Reject NaN/Inf in float arrays and, given `num_classes`, integer labels outside range."""
+    name = str(name_or_path)
+    array = np.asarray(array)
+    role = spec.role if spec is not None else "array"
+    if array.dtype.kind in "fc":
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise BigBiGANError(f"{name}: {bad} NaN/Inf values in {role}")
+    elif array.dtype.kind in "iu" and num_classes is not None:
+        out = array[(array < 0) | (array >= num_classes)]
+        if out.size:
+            more = f" and {out.size - 1} more" if out.size > 1 else ""
+            raise BigBiGANError(
+                f"{name}: labels must be in [0, {num_classes}), found {out.flat[0]}{more}"
+            )
