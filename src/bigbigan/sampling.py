@@ -1,0 +1,26 @@
+"""The noise distribution shared by training, `make-inputs` and evaluation.
+
+NumPy's PCG64 gives the same bytes for the same seed on every machine, which is what makes
+input files and resumed training reproducible.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TRUNCATION = 2.0
+
+
+def truncated_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normal float32 samples with |z| <= 2, by redrawing the ones outside."""
+    z = rng.standard_normal(shape, dtype=np.float32)
+    outside = np.abs(z) > TRUNCATION
+    while outside.any():
+        z[outside] = rng.standard_normal(int(outside.sum()), dtype=np.float32)
+        outside = np.abs(z) > TRUNCATION
+    return z
+
+
+def class_labels(n: int, num_classes: int) -> np.ndarray:
+    """Labels 0, 1, ..., num_classes-1, 0, 1, ... as int32: every class equally often."""
+    return (np.arange(n) % num_classes).astype(np.int32)

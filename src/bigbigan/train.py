@@ -1,0 +1,261 @@
+"""The reference training recipe, resumable to the bit.
+
+Per generator/encoder step: `d_steps` discriminator steps on the same real batch with fresh
+noise; the last of them also yields the scores that update G and E (as one gradient tape would).
+Every epoch (and on Ctrl-C) the run directory gets an atomic checkpoint, a sample grid from fixed
+noise and the loss log; a resumed run replays the same batches and noise as an unbroken one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bigbigan import checkpoint
+from bigbigan.config import ModelConfig, TrainConfig
+from bigbigan.data import dataset_info, iterate_minibatches, load_dataset
+from bigbigan.errors import BigBiGANError
+from bigbigan.fsutil import atomic_path, ensure_dir, write_text
+from bigbigan.images import save_grid
+from bigbigan.losses import discriminator_loss, generator_encoder_loss
+from bigbigan.models import BigBiGAN
+from bigbigan.sampling import class_labels, truncated_normal
+
+LOG_FILE = "log.jsonl"
+SAMPLES_FILE = "samples.png"
+LOSSES_FILE = "losses.png"
+SAMPLE_SEED = 1234  # fixed noise for the sample grids, independent of the training seed
+
+
+@dataclass
+class Run:
+    """Everything that changes while training; saved whole in each checkpoint."""
+
+    model: BigBiGAN
+    opt_d: torch.optim.Optimizer
+    opt_ge: torch.optim.Optimizer
+    noise_rng: np.random.Generator
+    step: int = 0
+
+
+def model_config_for(dataset: str, **overrides: object) -> ModelConfig:
+    """The reference architecture for a dataset: channels, and normal init only for MNIST."""
+    info = dataset_info(dataset)
+    defaults = {
+        "channels": info.channels,
+        "num_classes": info.num_classes,
+        "init": "normal" if dataset == "mnist" else "orthogonal",
+    }
+    return ModelConfig(**{**defaults, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The shuffle of epoch `epoch` depends only on (seed, epoch): resuming replays it."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def train_step(
+    run: Run, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConfig
+) -> dict[str, float]:
+    """One generator/encoder step preceded by `cfg.d_steps` discriminator steps."""
+    model = run.model
+    batch = x.shape[0]
+    autocast = torch.autocast(x.device.type, torch.bfloat16, enabled=cfg.amp)
+    d_params, ge_params = model.discriminator_parameters(), model.generator_parameters()
+    for i in range(cfg.d_steps):
+        last = i == cfg.d_steps - 1
+        z = torch.from_numpy(truncated_normal(run.noise_rng, (batch, model.cfg.z_dim)))
+        z = z.to(x.device)
+        with autocast, torch.set_grad_enabled(last):
+            fake, z_hat = model.G(z, y), model.E(x)
+        with autocast:
+            yy = None if y is None else torch.cat([y, y])
+            scores = model.scores(torch.cat([x, fake]), torch.cat([z_hat, z]), yy)
+        real = [s[:batch].float() for s in scores]
+        fake_scores = [s[batch:].float() for s in scores]
+        loss_d = discriminator_loss(real, fake_scores)
+        run.opt_d.zero_grad(set_to_none=True)
+        if not last:
+            loss_d.backward()
+            run.opt_d.step()
+            continue
+        loss_ge = generator_encoder_loss(real, fake_scores)
+        grads_d = torch.autograd.grad(loss_d, d_params, retain_graph=True)
+        grads_ge = torch.autograd.grad(loss_ge, ge_params, allow_unused=True)
+        run.opt_ge.zero_grad(set_to_none=True)
+        for p, g in zip([*d_params, *ge_params], [*grads_d, *grads_ge], strict=True):
+            p.grad = g
+        run.opt_d.step()
+        run.opt_ge.step()
+    losses = {"loss_d": loss_d.item(), "loss_ge": loss_ge.item()}
+    for name, r, f in zip(("x", "z", "xz"), real, fake_scores, strict=True):
+        losses[f"s_{name}_real"], losses[f"s_{name}_fake"] = r.mean().item(), f.mean().item()
+    return losses
+
+
+def _train_state(run: Run) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors_d, groups_d = checkpoint.flatten_optimizer("opt_d", run.opt_d)
+    tensors_ge, groups_ge = checkpoint.flatten_optimizer("opt_ge", run.opt_ge)
+    tensors = {**tensors_d, **tensors_ge, "torch_rng": torch.get_rng_state()}
+    extra = {
+        "opt_d_groups": groups_d,
+        "opt_ge_groups": groups_ge,
+        "noise_rng": run.noise_rng.bit_generator.state,
+    }
+    return tensors, extra
+
+
+def save_run(run: Run, cfg: TrainConfig, out: Path) -> None:
+    tensors, extra = _train_state(run)
+    checkpoint.save(out, run.model, train=cfg, step=run.step, train_state=tensors, extra=extra)
+    save_samples(run.model, out / SAMPLES_FILE)
+
+
+def restore_run(run: Run, out: Path) -> TrainConfig:
+    ckpt = checkpoint.read(out)
+    if ckpt.model != run.model.cfg:
+        raise BigBiGANError(
+            f"--resume {out}: checkpoint architecture {ckpt.model} differs from the requested one"
+        )
+    device = next(run.model.parameters()).device
+    checkpoint.load_state(
+        run.model, checkpoint.load_tensors(ckpt, checkpoint.MODEL_FILE), out / "model"
+    )
+    state = checkpoint.load_tensors(ckpt, checkpoint.STATE_FILE)
+    checkpoint.restore_optimizer("opt_d", run.opt_d, state, ckpt.extra["opt_d_groups"])
+    checkpoint.restore_optimizer("opt_ge", run.opt_ge, state, ckpt.extra["opt_ge_groups"])
+    run.model.to(device)
+    torch.set_rng_state(state["torch_rng"])
+    run.noise_rng.bit_generator.state = ckpt.extra["noise_rng"]
+    run.step = ckpt.step
+    assert ckpt.train is not None
+    return ckpt.train
+
+
+@torch.no_grad()
+def save_samples(model: BigBiGAN, path: Path, n: int = 100) -> None:
+    """A grid from fixed noise; each column one class when conditional."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    z = torch.from_numpy(truncated_normal(np.random.default_rng(SAMPLE_SEED), (n, model.cfg.z_dim)))
+    y = torch.from_numpy(class_labels(n, model.cfg.num_classes)).long()
+    images = model.G(z.to(device), y.to(device) if model.cfg.conditional else None)
+    save_grid(images.float().cpu().numpy(), path, ncol=model.cfg.num_classes)
+    model.train(was_training)
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint a run resumes from."""
+    if path.exists():
+        lines = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= step]
+        write_text(path, "".join(ln + "\n" for ln in lines))
+
+
+def plot_losses(log_path: Path, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    rows = [json.loads(ln) for ln in log_path.read_text().splitlines()]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(8, 4))
+    steps = [r["step"] for r in rows]
+    for key in ("loss_d", "loss_ge"):
+        ax.plot(steps, [r[key] for r in rows], label=key, linewidth=0.8)
+    ax.set_xlabel("generator/encoder step")
+    ax.set_ylabel("hinge loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def train(
+    cfg: TrainConfig,
+    model_cfg: ModelConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """Train (or resume) a run in directory `out`; return the directory."""
+    out = ensure_dir(out)
+    if not resume and (out / checkpoint.CONFIG_FILE).exists():
+        raise BigBiGANError(f"--out {out}: already holds a run; pass --resume or another --out")
+    if cfg.amp and not device.startswith("cuda"):
+        raise BigBiGANError("--amp needs --device cuda")
+    torch.manual_seed(cfg.seed)
+    model = BigBiGAN(model_cfg).to(device).train()
+    run = Run(
+        model,
+        torch.optim.Adam(model.discriminator_parameters(), lr=cfg.lr, betas=cfg.betas),
+        torch.optim.Adam(model.generator_parameters(), lr=cfg.lr, betas=cfg.betas),
+        np.random.default_rng(cfg.seed),
+    )
+    if resume:
+        saved = restore_run(run, out)
+        cfg = TrainConfig(**{**saved.__dict__, "steps": cfg.steps, "epochs": cfg.epochs})
+    images, labels = load_dataset(cfg.dataset, "train", cfg.data_dir)
+    if images.shape[1] != model_cfg.channels:
+        raise BigBiGANError(
+            f"--dataset {cfg.dataset}: {images.shape[1]} channels, model has {model_cfg.channels}"
+        )
+    images, labels = images.to(device), labels.to(device)
+    per_epoch = images.shape[0] // cfg.batch_size
+    if per_epoch == 0:
+        raise BigBiGANError(
+            f"--batch-size {cfg.batch_size}: larger than the dataset ({images.shape[0]} images)"
+        )
+    total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
+    log_path = out / LOG_FILE
+    _trim_log(log_path, run.step)
+    bar = tqdm(total=total, initial=run.step, disable=not progress, unit="step", dynamic_ncols=True)
+    started = time.perf_counter()
+    try:
+        with log_path.open("a") as log:
+            while run.step < total:
+                epoch, skip = divmod(run.step, per_epoch)
+                batches = iterate_minibatches(
+                    images, labels, cfg.batch_size, epoch_generator(cfg.seed, epoch)
+                )
+                for index, (x, y) in enumerate(batches):
+                    if index < skip:
+                        continue
+                    losses = train_step(run, x, y if model_cfg.conditional else None, cfg)
+                    run.step += 1
+                    log.write(json.dumps({"step": run.step, "epoch": epoch, **losses}) + "\n")
+                    bar.update()
+                    bar.set_postfix(d=f"{losses['loss_d']:.3f}", ge=f"{losses['loss_ge']:.3f}")
+                    if not all(math.isfinite(v) for v in losses.values()):
+                        raise BigBiGANError(f"training diverged at step {run.step}: {losses}")
+                    end_of_epoch = index == per_epoch - 1
+                    periodic = cfg.sample_every and run.step % cfg.sample_every == 0
+                    if end_of_epoch or periodic or run.step == total:
+                        log.flush()
+                        save_run(run, cfg, out)
+                    if run.step == total:
+                        break
+    except KeyboardInterrupt:
+        save_run(run, cfg, out)
+        bar.close()
+        raise BigBiGANError(
+            f"interrupted at step {run.step}; checkpoint saved, continue with --resume --out {out}"
+        ) from None
+    bar.close()
+    elapsed = time.perf_counter() - started
+    plot_losses(log_path, out / LOSSES_FILE)
+    if progress:
+        print(f"trained to step {run.step} in {elapsed:.0f} s; run directory {out}")
+    return out
