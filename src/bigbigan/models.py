@@ -213,3 +213,50 @@ def init_weights(model: nn.Module, init: str) -> None:
                 nn.init.orthogonal_(weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+# The offline interface (DESIGN.md): the names and layouts every export, runtime and .bin shares.
+GENERATOR_INPUTS = ("x1", "x2")  # noise float32 (N, z_dim), labels int32 (N,)
+GENERATOR_OUTPUT = "images"  # float32 (N, 32, 32, C), NHWC in [0, 1]
+ENCODER_INPUT = "x"  # float32 (N, 32, 32, C), NHWC in [0, 1]
+ENCODER_OUTPUT = "z"  # float32 (N, z_dim)
+
+
+class OfflineGenerator(nn.Module):
+    """The generator behind the drop-in interface: (x1, x2 int32) -> NHWC images."""
+
+    def __init__(self, generator: Generator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor | None = None) -> torch.Tensor:
+        y = None if x2 is None else x2.long()
+        return self.generator(x1, y).permute(0, 2, 3, 1)  # (N, 32, 32, C)
+
+
+class OfflineEncoder(nn.Module):
+    """The encoder behind the offline interface: NHWC images -> latents."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x.permute(0, 3, 1, 2))  # (N, z_dim)
+
+
+def offline_module(model: BigBiGAN, encoder: bool = False) -> nn.Module:
+    """The generator (or encoder) with the offline interface, every spectral norm folded into a
+    plain weight W / sigma: no power-iteration buffers remain, so it exports as ordinary layers.
+
+    The folding happens on a rebuilt copy: `copy.deepcopy` of a parametrized module shares its
+    generated class, and removing the parametrization from the copy would break the original.
+    """
+    from torch.nn.utils import parametrize
+
+    frozen = BigBiGAN(model.cfg)
+    frozen.load_state_dict(model.state_dict())
+    frozen.eval().requires_grad_(False)
+    for m in [m for m in frozen.modules() if parametrize.is_parametrized(m, "weight")]:
+        parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    return OfflineEncoder(frozen.E) if encoder else OfflineGenerator(frozen.G)
