@@ -1,0 +1,101 @@
+"""Runtimes: one Runner interface, one file per backend, a registry by name.
+
+    with open_runner("G.onnx") as runner:          # backend chosen by file type
+        images = runner.infer({"x1": noise, "x2": labels})["images"]
+
+Importing this package is cheap: each backend imports its heavy library only when used.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+from bigbigan.errors import BigBiGANError
+from bigbigan.runtimes.aoti import AOTIRunner
+from bigbigan.runtimes.base import Runner, check_feed
+from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
+from bigbigan.runtimes.tensorrt import TensorRTRunner
+from bigbigan.runtimes.torch import TorchRunner
+
+CONFIG_FILE = "checkpoint.json"  # = bigbigan.checkpoint.CONFIG_FILE, which would import torch
+
+RUNNERS: dict[str, type[Runner]] = {
+    cls.name: cls for cls in (TorchRunner, OnnxRuntimeRunner, AOTIRunner, TensorRTRunner)
+}
+
+__all__ = [
+    "RUNNERS",
+    "AOTIRunner",
+    "OnnxRuntimeRunner",
+    "Runner",
+    "TensorRTRunner",
+    "TorchRunner",
+    "backend_for",
+    "check_feed",
+    "known_types",
+    "open_runner",
+]
+
+
+def known_types() -> str:
+    """`a checkpoint directory or checkpoint.json (torch), .onnx/.ort (onnxruntime), ...`."""
+    kinds = [f"a checkpoint directory or {CONFIG_FILE} (torch)"]
+    kinds += [
+        f"{'/'.join(cls.suffixes)} ({name})" for name, cls in RUNNERS.items() if name != "torch"
+    ]
+    return ", ".join(kinds)
+
+
+def backend_for(path: str | Path) -> str:
+    """The backend that opens `path`, by file type: a directory or checkpoint.json is torch."""
+    path = Path(path)
+    if not path.exists():
+        raise BigBiGANError(f"{path}: no such file or directory")
+    if path.is_dir() or path.name == CONFIG_FILE:
+        return TorchRunner.name
+    suffix = path.suffix.lower()
+    for name, cls in RUNNERS.items():
+        if name != TorchRunner.name and suffix in cls.suffixes:
+            return name
+    raise BigBiGANError(
+        f"{path}: unknown model type {suffix or '(no extension)'!r}; expected {known_types()}"
+    )
+
+
+def open_runner(
+    path: str | Path,
+    *,
+    backend: str | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    **options: Any,
+) -> Runner:
+    """A runner for `path`, not yet loaded (use it in a `with` block, or call `load()`).
+
+    The backend is `backend` (`--backend`) or else chosen by file type. The file is checked to
+    be what its extension says before returning; `options` are backend keyword options (e.g.
+    `encoder=True` for torch, `optimization_level="basic"` for onnxruntime).
+    """
+    path = Path(path)
+    if backend is None:
+        backend = backend_for(path)
+    elif backend not in RUNNERS:
+        raise BigBiGANError(f"--backend {backend}: expected one of {', '.join(RUNNERS)}")
+    cls = RUNNERS[backend]
+    accepted = {
+        name
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("device", "threads")
+    }
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise BigBiGANError(
+            f"backend {backend} takes no option {', '.join(unknown)}"
+            + (f" (its options: {', '.join(sorted(accepted))})" if accepted else "")
+        )
+    if not path.exists():
+        raise BigBiGANError(f"{path}: no such file or directory")
+    cls.check_file(path)
+    return cls(path, device=device, threads=threads, **options)

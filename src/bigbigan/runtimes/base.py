@@ -1,0 +1,226 @@
+"""The one runner interface every backend implements (Polygraphy-style).
+
+The public methods (`load`, `infer`, `close`) check state and inputs; each backend implements
+only the `_*_impl` methods. Input and output metadata come from the model file itself, and a
+feed is validated against it here, once, for every backend.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from bigbigan.binio import TensorSpec, _fmt_shape
+from bigbigan.errors import BigBiGANError
+
+
+def check_feed(
+    feed: Mapping[str, np.ndarray], specs: list[TensorSpec], source: str = "model"
+) -> dict[str, np.ndarray]:
+    """Check `feed` against the model's inputs; return it as C-contiguous arrays in spec order.
+
+    Exactly the model's input names; per input the same dtype, rank and every static dim; and
+    inputs whose leading (batch) dim is dynamic must agree on it. Each failure is one line naming
+    the input, what the model expects and what was found.
+    """
+    if not isinstance(feed, Mapping):
+        raise BigBiGANError(f"{source}: feed must map input names to arrays, found {type(feed)}")
+    names = [spec.name for spec in specs]
+    missing = [name for name in names if name not in feed]
+    if missing:
+        raise BigBiGANError(
+            f"{source}: missing input {', '.join(missing)}; the model's inputs are {names}"
+        )
+    extra = [name for name in feed if name not in names]
+    if extra:
+        raise BigBiGANError(
+            f"{source}: unexpected input {', '.join(map(str, extra))}; "
+            f"the model's inputs are {names}"
+        )
+    checked: dict[str, np.ndarray] = {}
+    batch: tuple[str, int] | None = None
+    for spec in specs:
+        array = feed[spec.name]
+        if not isinstance(array, np.ndarray):
+            raise BigBiGANError(
+                f"input {spec.name}: expected a numpy array, found {type(array).__name__}"
+            )
+        if array.dtype != spec.np_dtype:
+            hint = ""
+            if array.dtype.kind in "iu" and spec.np_dtype.kind in "iu":
+                hint = f" (convert with .astype(np.{spec.dtype}))"
+            raise BigBiGANError(
+                f"input {spec.name}: dtype {array.dtype.name}, {spec.model_name} expects "
+                f"{spec.dtype}{hint}"
+            )
+        if array.ndim != len(spec.shape) or any(
+            want is not None and got != want
+            for got, want in zip(array.shape, spec.shape, strict=True)
+        ):
+            raise BigBiGANError(
+                f"input {spec.name}: shape {_fmt_shape(array.shape)}, {spec.model_name} "
+                f"expects {_fmt_shape(spec.shape)}"
+            )
+        if spec.shape and spec.shape[0] is None:
+            if batch is None:
+                batch = (spec.name, array.shape[0])
+            elif array.shape[0] != batch[1]:
+                raise BigBiGANError(
+                    f"input {spec.name}: batch {array.shape[0]}, but input {batch[0]} has "
+                    f"batch {batch[1]}; every input must have the same batch"
+                )
+        checked[spec.name] = np.ascontiguousarray(array)
+    return checked
+
+
+class Runner(ABC):
+    """Runs one model file on one backend: `load()`, then `infer(feed)` any number of times,
+    then `close()`; or use it as a context manager.
+
+    Subclasses set `name` and `suffixes` and implement `version`, `_load_impl` (which returns the
+    model's own input and output specs), `_infer_impl` and `_close_impl`; `check_file` rejects a
+    file that is not what its extension says before anything heavy is loaded.
+    """
+
+    name: str = ""  # registry name, the `--backend` value
+    suffixes: tuple[str, ...] = ()  # file extensions this backend opens, e.g. (".onnx",)
+
+    def __init__(self, path: str | Path, *, device: str = "cpu", threads: int | None = None):
+        self.path = Path(path)
+        self.device = device
+        self.threads = threads
+        self.inputs: list[TensorSpec] = []
+        self.outputs: list[TensorSpec] = []
+        self.load_seconds: float | None = None
+        self.is_loaded = False
+        if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
+            raise BigBiGANError(f"--device {device}: expected cpu, cuda or cuda:N")
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise BigBiGANError(f"--threads {threads}: expected a positive integer")
+
+    # ---- what each backend implements ----
+
+    @classmethod
+    @abstractmethod
+    def version(cls) -> str:
+        """The backend's version string; BigBiGANError if the backend is not installed."""
+
+    @classmethod
+    def check_file(cls, path: Path) -> None:
+        """Raise a one-line BigBiGANError if `path` is not a model file this backend reads."""
+        if not path.exists():
+            raise BigBiGANError(f"{path}: no such file")
+
+    @abstractmethod
+    def _load_impl(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        """Load the model; return its (inputs, outputs) as the model itself describes them."""
+
+    @abstractmethod
+    def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch; `feed` is already validated. Return host arrays keyed by output."""
+
+    def _close_impl(self) -> None:  # noqa: B027 - optional hook
+        """Release what `_load_impl` acquired."""
+
+    # ---- the public, checked interface ----
+
+    def load(self) -> Runner:
+        """Check the file, load the model and read its input/output metadata."""
+        if self.is_loaded:
+            raise BigBiGANError(f"{self.path}: {self.name} runner is already loaded")
+        self.check_file(self.path)
+        started = time.perf_counter()
+        inputs, outputs = self._load_impl()
+        self.synchronize()
+        self.load_seconds = time.perf_counter() - started
+        self.inputs, self.outputs = list(inputs), list(outputs)
+        self.is_loaded = True
+        return self
+
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Validate `feed` against the model's inputs, run it, return {output name: array}."""
+        if not self.is_loaded:
+            raise BigBiGANError(f"{self.path}: {self.name} runner used before load()")
+        checked = check_feed(feed, self.inputs, source=str(self.path))
+        return self._infer_impl(checked)
+
+    def close(self) -> None:
+        if self.is_loaded:
+            self._close_impl()
+            self.is_loaded = False
+
+    def synchronize(self) -> None:
+        """Wait for queued device work: a no-op on the CPU, a CUDA synchronise on a GPU."""
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize(self.device)
+
+    def __enter__(self) -> Runner:
+        if not self.is_loaded:
+            self.load()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "loaded" if self.is_loaded else "not loaded"
+        return f"{type(self).__name__}({str(self.path)!r}, device={self.device!r}, {state})"
+
+
+def cuda_index(device: str) -> int:
+    """`cuda` -> 0, `cuda:1` -> 1."""
+    _, _, index = device.partition(":")
+    try:
+        return int(index) if index else 0
+    except ValueError:
+        raise BigBiGANError(f"--device {device}: expected cpu, cuda or cuda:N") from None
+
+
+def require_cuda(device: str, backend: str) -> None:
+    """Fail clearly when `device` is a GPU that torch cannot see."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BigBiGANError(f"--device {device}: {backend} needs a CUDA GPU, none is visible")
+        if cuda_index(device) >= torch.cuda.device_count():
+            raise BigBiGANError(
+                f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible"
+            )
+
+
+def specs_to_json(specs: list[TensorSpec]) -> list[dict]:
+    """TensorSpecs as JSON-able dicts; a dynamic dim is null."""
+    return [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)} for s in specs]
+
+
+def specs_from_json(data: object, source: str) -> list[TensorSpec]:
+    """The inverse of `specs_to_json`; anything malformed is an error naming `source`."""
+    expected = 'expected [{"name": "x1", "dtype": "float32", "shape": [null, 100]}, ...]'
+    if not isinstance(data, list) or not data:
+        raise BigBiGANError(f"{source}: {expected}, found {str(data)[:80]}")
+    specs = []
+    for item in data:
+        try:
+            shape = item["shape"]
+            if not isinstance(shape, list) or not all(
+                d is None or (isinstance(d, int) and not isinstance(d, bool) and d >= 0)
+                for d in shape
+            ):
+                raise ValueError(shape)
+            specs.append(TensorSpec(str(item["name"]), item["dtype"], tuple(shape)))
+        except (KeyError, TypeError, ValueError):
+            raise BigBiGANError(f"{source}: {expected}, found {str(item)[:80]}") from None
+    return specs

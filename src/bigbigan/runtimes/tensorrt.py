@@ -1,0 +1,116 @@
+"""TensorRT: a serialized engine (`.engine`/`.plan`) built by `bigbigan compile --target tensorrt`.
+
+Only where the `tensorrt` Python package imports (and a CUDA GPU is visible); device buffers are
+torch CUDA tensors, so no pycuda is needed. Written against the TensorRT 10 name-based tensor API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from bigbigan.binio import TensorSpec
+from bigbigan.errors import BigBiGANError
+from bigbigan.runtimes.base import Runner, cuda_index, require_cuda
+
+NOT_INSTALLED = (
+    "TensorRT is not installed (the tensorrt Python package does not import); on a machine with "
+    "an NVIDIA GPU: pip install tensorrt, or use --backend onnxruntime / aoti"
+)
+
+
+def import_tensorrt() -> ModuleType:
+    try:
+        import tensorrt
+    except ImportError:
+        raise BigBiGANError(NOT_INSTALLED) from None
+    return tensorrt
+
+
+def deserialize(path: Path, device: str = "cuda") -> tuple[Any, Any]:
+    """(runtime, engine) from an engine file; a file TensorRT cannot read is an error naming it."""
+    trt = import_tensorrt()
+    require_cuda(device, "TensorRT")
+    import torch
+
+    torch.cuda.set_device(cuda_index(device))
+    logger = trt.Logger(trt.Logger.ERROR)
+    runtime = trt.Runtime(logger)
+    engine = runtime.deserialize_cuda_engine(path.read_bytes())
+    if engine is None:
+        raise BigBiGANError(
+            f"{path}: not a TensorRT engine this TensorRT {trt.__version__} can read "
+            "(garbage, or built by another TensorRT version or GPU)"
+        )
+    return runtime, engine
+
+
+class TensorRTRunner(Runner):
+    """A serialized TensorRT engine, run with `execute_async_v3` on torch's current CUDA stream
+    (so the input copies, the launch and the output copies are ordered on one stream)."""
+
+    name = "tensorrt"
+    suffixes = (".engine", ".plan")
+
+    def __init__(
+        self, path: str | Path, *, device: str = "cuda", threads: int | None = None
+    ) -> None:
+        super().__init__(path, device=device, threads=threads)
+        self._runtime = self._engine = self._context = None
+
+    @classmethod
+    def version(cls) -> str:
+        return import_tensorrt().__version__
+
+    @classmethod
+    def check_file(cls, path: Path) -> None:
+        if not path.is_file():
+            raise BigBiGANError(f"{path}: no such file")
+        import_tensorrt()  # a clear message before anything else when TensorRT is missing
+        if path.stat().st_size < 64:
+            raise BigBiGANError(f"{path}: {path.stat().st_size} bytes, too small for an engine")
+
+    def _load_impl(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        trt = import_tensorrt()
+        if not self.device.startswith("cuda"):
+            raise BigBiGANError(f"--device {self.device}: TensorRT runs only on cuda")
+        self._runtime, self._engine = deserialize(self.path, self.device)
+        self._context = self._engine.create_execution_context()
+        inputs, outputs = [], []
+        for i in range(self._engine.num_io_tensors):
+            name = self._engine.get_tensor_name(i)
+            dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name))).name
+            shape = tuple(d if d >= 0 else None for d in self._engine.get_tensor_shape(name))
+            spec = TensorSpec(name, dtype, shape)
+            is_input = self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            (inputs if is_input else outputs).append(spec)
+        return inputs, outputs
+
+    def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        keep = []  # device buffers must outlive the launch
+        for spec in self.inputs:
+            tensor = torch.from_numpy(feed[spec.name]).to(self.device)
+            keep.append(tensor)
+            self._context.set_input_shape(spec.name, tuple(tensor.shape))
+            self._context.set_tensor_address(spec.name, tensor.data_ptr())
+        results = {}
+        for spec in self.outputs:
+            shape = tuple(self._context.get_tensor_shape(spec.name))
+            dtype = getattr(torch, spec.dtype)
+            tensor = torch.empty(shape, dtype=dtype, device=self.device)
+            results[spec.name] = tensor
+            self._context.set_tensor_address(spec.name, tensor.data_ptr())
+        stream = torch.cuda.current_stream(self.device)
+        if not self._context.execute_async_v3(stream.cuda_stream):
+            raise BigBiGANError(f"{self.path}: TensorRT execution failed")
+        stream.synchronize()
+        del keep
+        return {name: tensor.cpu().numpy() for name, tensor in results.items()}
+
+    def _close_impl(self) -> None:
+        self._context = self._engine = self._runtime = None
