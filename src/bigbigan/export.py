@@ -1,0 +1,291 @@
+"""Freeze the generator (or encoder) into one self-contained ONNX file, validated on the spot.
+
+`export_onnx` builds the offline module (spectral norm folded), exports it with the
+torch.export-based exporter (`dynamo=True`: a clean graph with a symbolic batch dim and no
+Shape/Constant plumbing, unlike the deprecated TorchScript exporter), runs the ONNX checker, then
+runs the file in ONNX Runtime against PyTorch on the same inputs. Only a file within tolerance is
+renamed into place, together with its JSON sidecar `G.onnx.json` (config, checkpoint, numbers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bigbigan.binio import TensorSpec, validate_values
+from bigbigan.config import ModelConfig, to_dict
+from bigbigan.errors import BigBiGANError
+from bigbigan.fsutil import atomic_path
+from bigbigan.runtimes.base import check_feed, specs_from_json, specs_to_json
+from bigbigan.runtimes.torch import offline_specs
+from bigbigan.sampling import truncated_normal
+
+SIDECAR_FORMAT = "bigbigan-onnx"
+EXPORT_BATCH = 2  # example batch for a dynamic export: not 0 or 1, which torch.export specialises
+MAX_BATCH = 4096  # upper bound of the symbolic batch dim
+
+
+@dataclass
+class ExportReport:
+    path: Path  # the ONNX file
+    max_abs_diff: float  # ONNX Runtime vs PyTorch, over every validation batch
+    mean_abs_diff: float  # over the main validation batch
+    inputs: list[TensorSpec]  # as the ONNX file declares them (None: dynamic)
+    outputs: list[TensorSpec]
+    sidecar: Path | None = None  # `G.onnx.json`
+    validate_batch: int = 0
+    seconds: float = 0.0  # export + check + validation
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """`G.onnx` -> `G.onnx.json`."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def read_sidecar(onnx_path: str | Path) -> dict[str, Any] | None:
+    """The export sidecar beside `onnx_path` (specs parsed), or None when there is none."""
+    sidecar = sidecar_path(onnx_path)
+    if not sidecar.is_file():
+        return None
+    try:
+        meta = json.loads(sidecar.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BigBiGANError(f"{sidecar}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise BigBiGANError(f"{sidecar}: expected a JSON object")
+    for key in ("inputs", "outputs"):
+        if key in meta:
+            meta[key] = specs_from_json(meta[key], f"{sidecar} {key}")
+    return meta
+
+
+def random_feed(
+    specs: list[TensorSpec], batch: int, *, num_classes: int | None = None, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Seeded inputs for any offline interface: float images (rank 4) uniform in [0, 1), other
+    floats (noise) truncated normal, integer labels in [0, num_classes) (all 0 when unknown).
+    A static leading dim wins over `batch`."""
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for spec in specs:
+        dims = [d if d is not None else batch for d in spec.shape[:1]]
+        dims += [d if d is not None else 1 for d in spec.shape[1:]]
+        shape = tuple(dims)
+        kind = spec.np_dtype.kind
+        if kind == "f" and len(shape) == 4:
+            feed[spec.name] = rng.random(shape, dtype=np.float32).astype(spec.np_dtype)
+        elif kind == "f":
+            feed[spec.name] = truncated_normal(rng, shape).astype(spec.np_dtype)
+        elif kind in "iu":
+            high = num_classes or 1
+            feed[spec.name] = rng.integers(0, high, shape).astype(spec.np_dtype)
+        else:
+            raise BigBiGANError(f"{spec.model_name}: cannot make sample {spec.dtype} inputs")
+    return feed
+
+
+def sample_inputs(
+    cfg: ModelConfig, *, encoder: bool = False, batch: int = 8, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Seeded inputs for a model's offline interface: truncated-normal noise and int32 labels
+    in [0, num_classes) for the generator, uniform [0, 1) NHWC images for the encoder."""
+    inputs, _ = offline_specs(cfg, encoder)
+    return random_feed(inputs, batch, num_classes=cfg.num_classes, seed=seed)
+
+
+def diff_stats(found: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """(max, mean) absolute difference; NaN anywhere makes both NaN."""
+    diff = np.abs(found.astype(np.float64) - reference.astype(np.float64))
+    return float(diff.max(initial=0.0)), float(diff.mean()) if diff.size else 0.0
+
+
+def torch_outputs(module: Any, feed: dict[str, np.ndarray], specs: list[TensorSpec]) -> np.ndarray:
+    """Run the offline PyTorch module on a numpy feed (in spec order)."""
+    import torch
+
+    with torch.inference_mode():
+        out = module(*(torch.from_numpy(feed[spec.name]) for spec in specs))
+    return out.numpy()
+
+
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's deprecation warnings and logger chatter (e.g. "torchvision is
+    not installed"); failures still raise."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def export_onnx(
+    checkpoint_path: str | Path,
+    out: str | Path,
+    *,
+    encoder: bool = False,
+    static_batch: int | None = None,
+    opset: int = 18,
+    validate_batch: int = 8,
+    tolerance: float = 1e-5,
+    inputs: dict[str, np.ndarray] | None = None,
+) -> ExportReport:
+    """Export a checkpoint's generator (or encoder) to `out` (.onnx) and validate it.
+
+    Dynamic batch unless `static_batch`. Validation runs ONNX Runtime and PyTorch on `inputs`
+    (or seeded ones of `validate_batch`, or `static_batch`, samples), plus one sample when the
+    batch is dynamic; a max abs difference above `tolerance` is an error and writes nothing.
+    """
+    import onnx
+    import torch
+
+    from bigbigan.checkpoint import load_model
+    from bigbigan.models import offline_module
+    from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
+
+    started = time.perf_counter()
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise BigBiGANError(f"--out {out}: expected a file name ending in .onnx")
+    if static_batch is not None and static_batch < 1:
+        raise BigBiGANError(f"--static-batch {static_batch}: expected a positive integer")
+    if validate_batch < 1:
+        raise BigBiGANError(f"--validate-batch {validate_batch}: expected a positive integer")
+    if not tolerance >= 0:
+        raise BigBiGANError(f"--tolerance {tolerance}: expected a non-negative number")
+    model, ckpt = load_model(checkpoint_path)
+    cfg = ckpt.model
+    module = offline_module(model, encoder=encoder).eval()
+    specs, out_specs = offline_specs(cfg, encoder)
+    if static_batch is not None:
+        specs = [TensorSpec(s.name, s.dtype, (static_batch, *s.shape[1:])) for s in specs]
+        out_specs = [TensorSpec(s.name, s.dtype, (static_batch, *s.shape[1:])) for s in out_specs]
+
+    # The validation feed: given (checked like any runner feed) or seeded.
+    if inputs is not None:
+        feed = check_feed(inputs, specs, source="--inputs")
+        for spec in specs:
+            validate_values(f"--inputs {spec.name}", feed[spec.name], spec, cfg.num_classes)
+    else:
+        feed = sample_inputs(cfg, encoder=encoder, batch=static_batch or validate_batch)
+    feeds = [feed]
+    if static_batch is None and next(iter(feed.values())).shape[0] != 1:
+        feeds.append({name: value[:1] for name, value in feed.items()})  # dynamic: batch 1 too
+
+    example = sample_inputs(cfg, encoder=encoder, batch=static_batch or EXPORT_BATCH, seed=1)
+    args = tuple(torch.from_numpy(example[spec.name]) for spec in specs)
+    names = [spec.name for spec in specs]
+    dynamic_shapes = None
+    if static_batch is None:
+        batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+        dynamic_shapes = {name: {0: batch} for name in names}
+    try:
+        with quiet_exporter():
+            program = torch.onnx.export(
+                module,
+                args,
+                input_names=names,
+                output_names=[spec.name for spec in out_specs],
+                opset_version=opset,
+                dynamo=True,
+                dynamic_shapes=dynamic_shapes,
+                external_data=False,
+                optimize=True,
+                verbose=False,
+            )
+    except Exception as e:  # the exporter raises many types; the message is what matters
+        raise BigBiGANError(f"--opset {opset}: ONNX export failed: {_first_line(e)}") from None
+
+    role = "encoder" if encoder else "generator"
+    with atomic_path(out) as tmp, atomic_path(sidecar_path(out)) as tmp_meta:
+        with quiet_exporter():
+            program.save(tmp, external_data=False)
+        try:
+            onnx.checker.check_model(str(tmp), full_check=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+            raise BigBiGANError(f"{out}: the ONNX checker rejects it: {_first_line(e)}") from None
+        with OnnxRuntimeRunner(tmp) as runner:
+            if runner.inputs != specs or runner.outputs != out_specs:
+                raise BigBiGANError(
+                    f"{out}: exported interface {runner.inputs} -> {runner.outputs}, "
+                    f"expected {specs} -> {out_specs}"
+                )
+            output = out_specs[0].name
+            stats = [
+                diff_stats(runner.infer(f)[output], torch_outputs(module, f, specs)) for f in feeds
+            ]
+        max_abs = max(s[0] for s in stats)
+        mean_abs = stats[0][1]
+        if not max_abs <= tolerance:  # also catches NaN
+            raise BigBiGANError(
+                f"{out}: ONNX Runtime differs from PyTorch by max {max_abs:.3g} > --tolerance "
+                f"{tolerance:g} (mean {mean_abs:.3g}); nothing written"
+            )
+        meta = {
+            "format": SIDECAR_FORMAT,
+            "role": role,
+            "checkpoint": str(ckpt.directory.resolve()),
+            "step": ckpt.step,
+            "model": to_dict(cfg),
+            "opset": opset,
+            "static_batch": static_batch,
+            "inputs": specs_to_json(specs),
+            "outputs": specs_to_json(out_specs),
+            "validation": {
+                "batches": [next(iter(f.values())).shape[0] for f in feeds],
+                "max_abs_diff": max_abs,
+                "mean_abs_diff": mean_abs,
+                "tolerance": tolerance,
+                "inputs": "given" if inputs is not None else "seeded (seed 0)",
+            },
+            "exporter": "torch.onnx.export(dynamo=True)",
+            "versions": {
+                "torch": torch.__version__,
+                "onnx": onnx.__version__,
+                "onnxruntime": OnnxRuntimeRunner.version(),
+            },
+        }
+        tmp_meta.write_text(json.dumps(meta, indent=2) + "\n")
+    return ExportReport(
+        path=out,
+        max_abs_diff=max_abs,
+        mean_abs_diff=mean_abs,
+        inputs=specs,
+        outputs=out_specs,
+        sidecar=sidecar_path(out),
+        validate_batch=int(next(iter(feed.values())).shape[0]),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def onnx_specs(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """(inputs, outputs) of an onnx.ModelProto as TensorSpecs; symbolic dims become None."""
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    def spec(value: Any) -> TensorSpec:
+        tensor = value.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
+        return TensorSpec(value.name, tensor_dtype_to_np_dtype(tensor.elem_type), dims)
+
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [spec(v) for v in model.graph.input if v.name not in initializers]
+    return inputs, [spec(v) for v in model.graph.output]
