@@ -1,0 +1,546 @@
+"""Compile an exported ONNX model for the hardware it will run on.
+
+Targets: `ort` (ONNX Runtime offline-optimised `.onnx` or `.ort`), `aoti` (AOTInductor `.pt2`,
+rebuilt from the checkpoint the ONNX came from), `tensorrt` (`.engine`, where TensorRT is
+installed) and `ascend` (a static-shape ONNX plus the `atc` command line, run when `atc` is on
+PATH). Every artifact is validated against the source ONNX in ONNX Runtime before it is renamed
+into place, and gets a JSON sidecar saying where it came from.
+
+Builders are registered per (target, precision) in BUILDERS: fp32 for every target today; a
+reduced-precision builder (bf16, int8) is one more decorated function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bigbigan.binio import TensorSpec
+from bigbigan.errors import BigBiGANError
+from bigbigan.export import (
+    MAX_BATCH,
+    diff_stats,
+    onnx_specs,
+    quiet_exporter,
+    random_feed,
+    read_sidecar,
+)
+from bigbigan.fsutil import ensure_dir
+from bigbigan.runtimes.base import specs_to_json
+from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner, check_model_file, providers_for
+
+TARGETS = ("ort", "aoti", "tensorrt", "ascend")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+SUFFIXES = {"ort": (".onnx", ".ort"), "aoti": (".pt2",), "tensorrt": (".engine", ".plan")}
+SIDECAR_FORMAT = "bigbigan-compiled"
+DEFAULT_ASCEND_BATCH = 256  # the original system's batch (DESIGN.md)
+
+
+@dataclass
+class CompileReport:
+    target: str
+    precision: str
+    path: Path  # the artifact (for ascend without atc: the static ONNX)
+    seconds: float  # build time, validation excluded
+    command: str | None = None  # ascend: the atc command line
+    note: str = ""  # what a user should know (hardware-specific, not run, ...)
+    max_abs_diff: float | None = None  # vs the source ONNX in ONNX Runtime, same inputs
+    sidecar: Path | None = None
+
+
+@dataclass(frozen=True)
+class CompileJob:
+    """Everything a builder needs, resolved and checked by `compile_model`."""
+
+    onnx_path: Path
+    out: Path
+    target: str
+    precision: str
+    device: str
+    checkpoint: Path | None
+    inputs: list[TensorSpec]  # the source ONNX's interface
+    outputs: list[TensorSpec]
+    source_meta: dict[str, Any] = field(default_factory=dict)  # the ONNX's sidecar, if any
+    batch: int | None = None
+    max_batch: int = MAX_BATCH
+    soc_version: str = "Ascend310"
+    ort_level: str = "all"
+    tolerance: float = 1e-4
+
+    @property
+    def num_classes(self) -> int | None:
+        model = self.source_meta.get("model")
+        return model.get("num_classes") if isinstance(model, dict) else None
+
+    @property
+    def dynamic(self) -> bool:
+        return any(spec.shape and spec.shape[0] is None for spec in self.inputs)
+
+
+Builder = Callable[[CompileJob], CompileReport]
+BUILDERS: dict[tuple[str, str], Builder] = {}
+
+
+def builder(target: str, precision: str = "fp32") -> Callable[[Builder], Builder]:
+    """Register a builder for (target, precision)."""
+
+    def register(func: Builder) -> Builder:
+        BUILDERS[(target, precision)] = func
+        return func
+
+    return register
+
+
+def compile_model(
+    onnx_path: str | Path,
+    *,
+    target: str,
+    out: str | Path,
+    precision: str = "fp32",
+    device: str = "cpu",
+    checkpoint: str | Path | None = None,
+    batch: int | None = None,
+    max_batch: int = MAX_BATCH,
+    soc_version: str = "Ascend310",
+    ort_level: str = "all",
+    tolerance: float = 1e-4,
+) -> CompileReport:
+    """Compile `onnx_path` for `target` into `out`; see the module docstring.
+
+    `checkpoint` (aoti only) defaults to the one recorded in the ONNX's sidecar. `batch` is the
+    static batch for ascend (default: the ONNX's own static batch, else 256) and the optimum
+    batch of a TensorRT profile; `max_batch` bounds the dynamic batch of aoti and TensorRT.
+    `ort_level` is the ONNX Runtime optimisation level ("basic", "extended", "all"). Outputs
+    that differ from the source ONNX by more than `tolerance` (max abs) are not written.
+    """
+    onnx_path, out = Path(onnx_path), Path(out)
+    if target not in TARGETS:
+        raise BigBiGANError(f"--target {target}: expected one of {', '.join(TARGETS)}")
+    if (target, precision) not in BUILDERS:
+        if precision not in PRECISIONS:
+            raise BigBiGANError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+        supported = [p for t, p in BUILDERS if t == target]
+        raise BigBiGANError(
+            f"precision {precision} for target {target} is not supported yet "
+            f"(supported: {', '.join(supported)})"
+        )
+    if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
+        raise BigBiGANError(f"--device {device}: expected cpu, cuda or cuda:N")
+    for flag, value in (("--batch", batch), ("--max-batch", max_batch)):
+        if value is not None and value < 1:
+            raise BigBiGANError(f"{flag} {value}: expected a positive integer")
+    if target in SUFFIXES and out.suffix.lower() not in SUFFIXES[target]:
+        raise BigBiGANError(
+            f"--out {out}: target {target} writes {' or '.join(SUFFIXES[target])} files"
+        )
+    if onnx_path.suffix.lower() != ".onnx":
+        raise BigBiGANError(f"{onnx_path}: expected an .onnx model (from `bigbigan export`)")
+    check_model_file(onnx_path)
+    if out.resolve() == onnx_path.resolve():
+        raise BigBiGANError(f"--out {out}: would overwrite the source model")
+    import onnx
+
+    inputs, outputs = onnx_specs(onnx.load(str(onnx_path)))
+    job = CompileJob(
+        onnx_path=onnx_path,
+        out=out,
+        target=target,
+        precision=precision,
+        device=device,
+        checkpoint=Path(checkpoint) if checkpoint is not None else None,
+        inputs=inputs,
+        outputs=outputs,
+        source_meta=read_sidecar(onnx_path) or {},
+        batch=batch,
+        max_batch=max_batch,
+        soc_version=soc_version,
+        ort_level=ort_level,
+        tolerance=tolerance,
+    )
+    ensure_dir(out.parent, flag=f"--out {out}")
+    return BUILDERS[(target, precision)](job)
+
+
+# ---- shared steps ----
+
+
+def _reference(job: CompileJob, feed: dict[str, np.ndarray]) -> np.ndarray:
+    """The source ONNX's first output in ONNX Runtime (CPU, default optimisations)."""
+    with OnnxRuntimeRunner(job.onnx_path) as runner:
+        return runner.infer(feed)[job.outputs[0].name]
+
+
+def _validate(job: CompileJob, runner_cls: type, path: Path, batch: int, **kw: Any) -> float:
+    """Run the artifact and the source ONNX on one seeded feed; max abs diff within tolerance."""
+    with runner_cls(path, device=job.device, **kw) as runner:
+        feed = random_feed(runner.inputs, batch, num_classes=job.num_classes, seed=0)
+        found = runner.infer(feed)[job.outputs[0].name]
+    max_abs, mean_abs = diff_stats(found, _reference(job, feed))
+    if not max_abs <= job.tolerance:
+        raise BigBiGANError(
+            f"{job.out}: {job.target} output differs from {job.onnx_path} by max {max_abs:.3g} "
+            f"> --tolerance {job.tolerance:g} (mean {mean_abs:.3g}); nothing written"
+        )
+    return max_abs
+
+
+def _meta(job: CompileJob, report: CompileReport, **extra: Any) -> dict[str, Any]:
+    """The sidecar of a compiled artifact: provenance, interface, numbers."""
+    src = job.source_meta
+    return {
+        "format": SIDECAR_FORMAT,
+        "target": job.target,
+        "precision": job.precision,
+        "device": job.device,
+        "source": str(job.onnx_path.resolve()),
+        "checkpoint": str(job.checkpoint.resolve()) if job.checkpoint else src.get("checkpoint"),
+        "role": src.get("role"),
+        "model": src.get("model"),
+        "seconds": round(report.seconds, 3),
+        "max_abs_diff_vs_source": report.max_abs_diff,
+        "note": report.note,
+        **extra,
+    }
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _write_json(path: Path, meta: dict[str, Any]) -> None:
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def _staged(out: Path) -> Iterator[Path]:
+    """Yield `out`'s name inside a fresh temp dir beside it; if the block succeeds, move the
+    staged sidecar (when written) and then the file into place. Tools that care about the file
+    name (AOTInductor names the archive's root after it, ORT and atc go by suffix) see the real
+    one, and a failure leaves nothing behind."""
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        staged = tmpdir / out.name
+        yield staged
+        if _sidecar(staged).exists():
+            os.replace(_sidecar(staged), _sidecar(out))
+        os.replace(staged, out)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+# ---- ort ----
+
+
+@builder("ort", "fp32")
+def _build_ort(job: CompileJob) -> CompileReport:
+    """Let ONNX Runtime optimise the graph once and save it (`optimized_model_filepath`).
+
+    Every level saves on the CPU. "all" adds the NCHWc layout transforms, whose blocked
+    convolutions depend on this CPU's vector width (ORT warns the file should run only where it
+    was made); "extended" stops before them and is portable across machines.
+    """
+    from bigbigan.runtimes.onnxruntime import graph_level, import_onnxruntime
+
+    ort = import_onnxruntime()
+    fmt = "ORT" if job.out.suffix.lower() == ".ort" else "ONNX"
+    with _staged(job.out) as staged:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = graph_level(job.ort_level)
+        options.optimized_model_filepath = str(staged)
+        options.add_session_config_entry("session.save_model_format", fmt)
+        options.log_severity_level = 3  # the hardware-specific warning goes into the note
+        started = time.perf_counter()
+        try:
+            ort.InferenceSession(str(job.onnx_path), options, providers=providers_for(job.device))
+        except Exception as e:
+            raise BigBiGANError(
+                f"{job.onnx_path}: ONNX Runtime cannot optimise it: {_first_line(e)}"
+            ) from None
+        seconds = time.perf_counter() - started
+        if not staged.is_file() or not staged.stat().st_size:
+            raise BigBiGANError(f"{job.out}: ONNX Runtime wrote nothing")
+        max_abs = _validate(job, OnnxRuntimeRunner, staged, batch=job.batch or 4)
+        note = f"ONNX Runtime {ort.__version__}, level {job.ort_level}, {fmt} format"
+        if job.ort_level == "all":
+            note += "; holds layout optimisations specific to this CPU: run it where it was made"
+        report = CompileReport("ort", job.precision, job.out, seconds, None, note, max_abs)
+        report.sidecar = _sidecar(job.out)
+        meta = _meta(job, report, level=job.ort_level, format=fmt)
+        meta["inputs"], meta["outputs"] = specs_to_json(job.inputs), specs_to_json(job.outputs)
+        _write_json(_sidecar(staged), meta)
+    return report
+
+
+# ---- aoti ----
+
+
+def _checkpoint_for(job: CompileJob) -> Path:
+    """`--checkpoint`, else the checkpoint named in the ONNX's sidecar."""
+    if job.checkpoint is not None:
+        return job.checkpoint
+    recorded = job.source_meta.get("checkpoint")
+    if not recorded:
+        raise BigBiGANError(
+            f"{job.onnx_path}: no sidecar {job.onnx_path.name}.json naming the checkpoint it was "
+            "exported from; pass --checkpoint"
+        )
+    return Path(recorded)
+
+
+@builder("aoti", "fp32")
+def _build_aoti(job: CompileJob) -> CompileReport:
+    """torch.export the checkpoint's offline module (dynamic batch 1..max_batch when the ONNX
+    has one) and compile it with AOTInductor into a `.pt2` package.
+
+    Inductor's `freezing` is left off: on this model the AOTInductor CPU code it generates is
+    byte-for-byte the same with and without it (weights are already constants in AOT mode).
+    """
+    import torch
+    import torch._inductor
+
+    from bigbigan.checkpoint import load_model
+    from bigbigan.models import ENCODER_INPUT, offline_module
+    from bigbigan.runtimes.aoti import SIDECAR_FORMAT as AOTI_FORMAT
+    from bigbigan.runtimes.aoti import AOTIRunner
+    from bigbigan.runtimes.base import require_cuda
+    from bigbigan.runtimes.torch import offline_specs
+
+    require_cuda(job.device, "an aoti package for cuda")
+    ckpt_path = _checkpoint_for(job)
+    model, ckpt = load_model(ckpt_path)
+    encoder = [spec.name for spec in job.inputs] == [ENCODER_INPUT]
+    specs, out_specs = offline_specs(ckpt.model, encoder)
+
+    def rest(items: list[TensorSpec]) -> list[tuple]:
+        return [(s.name, s.dtype, s.shape[1:]) for s in items]
+
+    if rest(specs) != rest(job.inputs) or rest(out_specs) != rest(job.outputs):
+        raise BigBiGANError(
+            f"--checkpoint {ckpt_path}: its {'encoder' if encoder else 'generator'} interface "
+            f"{specs} does not match {job.onnx_path} {job.inputs}"
+        )
+    specs, out_specs = job.inputs, job.outputs  # keep the ONNX's static or dynamic batch
+    module = offline_module(model, encoder=encoder).eval().to(job.device)
+    example = random_feed(specs, 2, num_classes=ckpt.model.num_classes, seed=1)
+    args = tuple(torch.from_numpy(example[spec.name]).to(job.device) for spec in specs)
+    dynamic_shapes = None
+    if job.dynamic:
+        batch = torch.export.Dim("batch", min=1, max=job.max_batch)
+        dynamic_shapes = {spec.name: {0: batch} for spec in specs}
+    with _staged(job.out) as staged:
+        started = time.perf_counter()
+        try:
+            with quiet_exporter(), torch.inference_mode(False):
+                program = torch.export.export(module, args, dynamic_shapes=dynamic_shapes)
+                torch._inductor.aoti_compile_and_package(program, package_path=str(staged))
+        except Exception as e:  # inductor and the C++ toolchain raise many types
+            msg = f"{job.out}: AOTInductor compilation failed: {_first_line(e)}"
+            raise BigBiGANError(msg) from None
+        seconds = time.perf_counter() - started
+        report = CompileReport("aoti", job.precision, job.out, seconds)
+        report.note = f"torch {torch.__version__} AOTInductor, {job.device}"
+        if job.dynamic:
+            report.note += f", batch 1..{job.max_batch}"
+        report.sidecar = _sidecar(job.out)
+        meta = _meta(job, report)
+        meta.update(
+            format=AOTI_FORMAT,
+            checkpoint=str(ckpt.directory.resolve()),
+            step=ckpt.step,
+            inputs=specs_to_json(specs),
+            outputs=specs_to_json(out_specs),
+        )
+        _write_json(_sidecar(staged), meta)  # the runner reads names from it
+        report.max_abs_diff = _validate(job, AOTIRunner, staged, batch=job.batch or 4)
+        meta["max_abs_diff_vs_source"] = report.max_abs_diff
+        _write_json(_sidecar(staged), meta)
+    return report
+
+
+# ---- tensorrt ----
+
+
+@builder("tensorrt", "fp32")
+def _build_tensorrt(job: CompileJob) -> CompileReport:
+    """Parse the ONNX with TensorRT's ONNX parser and build a serialized engine for this GPU.
+
+    fp32 means fp32: TF32 is switched off. A dynamic batch gets one optimisation profile
+    (1, `batch` or 256, `max_batch`).
+    """
+    from bigbigan.runtimes.tensorrt import TensorRTRunner, import_tensorrt
+
+    trt = import_tensorrt()
+    if not job.device.startswith("cuda"):
+        raise BigBiGANError(
+            f"--device {job.device}: TensorRT builds engines for a CUDA GPU; pass --device cuda"
+        )
+    from bigbigan.runtimes.base import cuda_index, require_cuda
+
+    require_cuda(job.device, "TensorRT")
+    import torch
+
+    torch.cuda.set_device(cuda_index(job.device))
+    logger = trt.Logger(trt.Logger.ERROR)
+    started = time.perf_counter()
+    builder_ = trt.Builder(logger)
+    flags = 0
+    if int(trt.__version__.split(".")[0]) < 10:  # explicit batch is the only mode from 10 on
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder_.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(job.onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BigBiGANError(f"{job.onnx_path}: TensorRT's ONNX parser rejects it: {errors}")
+    config = builder_.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 4 << 30)
+    if hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)
+    if job.dynamic:
+        opt = min(job.batch or 256, job.max_batch)
+        profile = builder_.create_optimization_profile()
+        for spec in job.inputs:
+            rest = tuple(d if d is not None else 1 for d in spec.shape[1:])
+            profile.set_shape(spec.name, (1, *rest), (opt, *rest), (job.max_batch, *rest))
+        config.add_optimization_profile(profile)
+    serialized = builder_.build_serialized_network(network, config)
+    if serialized is None:
+        raise BigBiGANError(f"{job.out}: TensorRT could not build an engine (see its log above)")
+    seconds = time.perf_counter() - started
+    with _staged(job.out) as staged:
+        staged.write_bytes(bytes(serialized))
+        report = CompileReport("tensorrt", job.precision, job.out, seconds)
+        report.note = f"TensorRT {trt.__version__}, {torch.cuda.get_device_name()}, TF32 off"
+        report.max_abs_diff = _validate(job, TensorRTRunner, staged, batch=job.batch or 4)
+        report.sidecar = _sidecar(job.out)
+        meta = _meta(job, report, inputs=specs_to_json(job.inputs))
+        meta["outputs"] = specs_to_json(job.outputs)
+        _write_json(_sidecar(staged), meta)
+    return report
+
+
+# ---- ascend ----
+
+
+def static_onnx(model: Any, batch: int) -> Any:
+    """A copy of an onnx.ModelProto with every input's and output's symbolic leading dim fixed
+    to `batch`; intermediate shapes are inferred again (strict) from the new inputs."""
+    import onnx
+
+    static = onnx.ModelProto()
+    static.CopyFrom(model)
+    for value in [*static.graph.input, *static.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].Clear()
+            dims[0].dim_value = batch
+    del static.graph.value_info[:]  # stale symbolic shapes; re-derived below
+    try:
+        return onnx.shape_inference.infer_shapes(static, check_type=True, strict_mode=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as e:
+        raise BigBiGANError(f"fixing the batch to {batch} breaks shape inference: {e}") from None
+
+
+def atc_command(
+    static_path: Path, output: Path, inputs: list[TensorSpec], soc_version: str
+) -> list[str]:
+    """The ATC (Ascend Tensor Compiler) argv for a static ONNX model (framework 5 = ONNX)."""
+    shapes = ";".join(f"{s.name}:{','.join(str(d) for d in s.shape)}" for s in inputs)
+    return [
+        "atc",
+        "--framework=5",
+        f"--model={static_path}",
+        f"--output={output}",
+        "--input_format=ND",
+        f"--input_shape={shapes}",
+        f"--soc_version={soc_version}",
+    ]
+
+
+def format_command(argv: list[str]) -> str:
+    """argv as one shell line; `--input_shape` is double-quoted as in the original scripts."""
+    parts = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if key == "--input_shape":
+            parts.append(f'{key}="{value}"')
+        elif sep:
+            parts.append(f"{key}={shlex.quote(value)}")
+        else:
+            parts.append(shlex.quote(arg))
+    return " ".join(parts)
+
+
+@builder("ascend", "fp32")
+def _build_ascend(job: CompileJob) -> CompileReport:
+    """Write a static-batch ONNX (`G.static.onnx` beside `--out G.om`), checked and run against
+    the source in ONNX Runtime, and the `atc` line that compiles it to `G.om`; run that line
+    when `atc` is on PATH. The ONNX's own static batch, `--batch`, or 256 sets the batch."""
+    import onnx
+
+    out = job.out if job.out.suffix.lower() == ".om" else job.out.with_name(job.out.name + ".om")
+    base = out.with_suffix("")  # atc appends .om itself
+    static_batch = {s.shape[0] for s in job.inputs if s.shape and s.shape[0] is not None}
+    if static_batch and job.batch is not None and static_batch != {job.batch}:
+        raise BigBiGANError(
+            f"--batch {job.batch}: {job.onnx_path} has static batch {static_batch.pop()}"
+        )
+    batch = job.batch or (static_batch.pop() if static_batch else DEFAULT_ASCEND_BATCH)
+    static_path = base.with_name(base.name + ".static.onnx")
+    if static_path.resolve() == job.onnx_path.resolve():
+        static_path = base.with_name(f"{base.name}.b{batch}.static.onnx")
+    started = time.perf_counter()
+    model = static_onnx(onnx.load(str(job.onnx_path)), batch)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        msg = f"{static_path}: the ONNX checker rejects it: {_first_line(e)}"
+        raise BigBiGANError(msg) from None
+    inputs, outputs = onnx_specs(model)
+    with _staged(static_path) as staged:
+        onnx.save_model(model, str(staged))
+        seconds = time.perf_counter() - started
+        max_abs = _validate(job, OnnxRuntimeRunner, staged, batch=batch)
+        argv = atc_command(static_path, base, inputs, job.soc_version)
+        report = CompileReport("ascend", job.precision, static_path, seconds, format_command(argv))
+        report.max_abs_diff = max_abs
+        report.sidecar = _sidecar(static_path)
+        meta = _meta(job, report, static_batch=batch, command=report.command)
+        meta["inputs"], meta["outputs"] = specs_to_json(inputs), specs_to_json(outputs)
+        _write_json(_sidecar(staged), meta)
+    if shutil.which("atc") is None:
+        report.note = (
+            f"static ONNX, batch {batch}; atc is not on PATH, so {out.name} was not built: "
+            "run the command on a machine with the Ascend CANN toolkit"
+        )
+        return report
+    with _staged(out) as staged_om:
+        run_argv = atc_command(static_path, staged_om.with_suffix(""), inputs, job.soc_version)
+        started = time.perf_counter()
+        result = subprocess.run(run_argv, capture_output=True, text=True, check=False)
+        if result.returncode != 0 or not staged_om.exists():
+            lines = (result.stderr or result.stdout or "").strip().splitlines()
+            raise BigBiGANError(
+                f"atc failed (exit {result.returncode}) building {out}: "
+                f"{lines[-1] if lines else 'no output'}"
+            )
+        report.seconds += time.perf_counter() - started
+    report.path = out
+    report.note = f"static batch {batch}; atc built {out.name} ({job.soc_version})"
+    return report
