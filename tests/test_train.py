@@ -1,0 +1,142 @@
+"""Training at tiny size: outputs, bit-exact resume, Ctrl-C, and checkpoint validation."""
+
+import json
+
+import pytest
+import torch
+
+from bigbigan import checkpoint, train
+from bigbigan.cli import main
+from bigbigan.config import TrainConfig
+from bigbigan.errors import BigBiGANError
+
+TINY = {"dataset": "digits", "batch_size": 16, "seed": 3}
+
+
+def run(out, steps, resume=False):
+    cfg = TrainConfig(**TINY, steps=steps)
+    return train.train(
+        cfg, train.model_config_for("digits", ch=8), out, resume=resume, progress=False
+    )
+
+
+def weights(out):
+    return checkpoint.load_tensors(checkpoint.read(out), checkpoint.MODEL_FILE)
+
+
+def assert_same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return run(tmp_path_factory.mktemp("full"), steps=6)
+
+
+def test_cli_train_writes_checkpoint_grid_log_and_curves(tmp_path):
+    out = tmp_path / "r"
+    argv = ["train", "--dataset", "digits", "--ch", "8", "--batch-size", "16", "--steps", "6"]
+    assert main([*argv, "--out", str(out)]) == 0
+    for name in ("checkpoint.json", "model.safetensors", "train_state.safetensors"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "samples.png").read_bytes().startswith(b"\x89PNG")
+    assert (out / "losses.png").read_bytes().startswith(b"\x89PNG")
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert all({"loss_d", "loss_ge", "s_xz_real"} <= r.keys() for r in rows)
+    assert checkpoint.read(out).step == 6
+
+
+def test_resume_reproduces_uninterrupted_weights(tmp_path, uninterrupted):
+    out = run(tmp_path / "r", steps=3)
+    assert checkpoint.read(out).step == 3
+    run(out, steps=6, resume=True)
+    assert checkpoint.read(out).step == 6
+    assert_same_weights(out, uninterrupted)
+    steps = [json.loads(x)["step"] for x in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch, uninterrupted):
+    real_step = train.train_step
+
+    def interrupt_at_step_4(run_state, *args):
+        if run_state.step == 3:
+            raise KeyboardInterrupt
+        return real_step(run_state, *args)
+
+    monkeypatch.setattr(train, "train_step", interrupt_at_step_4)
+    with pytest.raises(BigBiGANError, match="interrupted at step 3"):
+        run(tmp_path / "r", steps=6)
+    monkeypatch.setattr(train, "train_step", real_step)
+    run(tmp_path / "r", steps=6, resume=True)
+    assert_same_weights(tmp_path / "r", uninterrupted)
+
+
+def test_different_seed_gives_different_weights(tmp_path, uninterrupted):
+    cfg = TrainConfig(**{**TINY, "seed": 4}, steps=6)
+    out = train.train(cfg, train.model_config_for("digits", ch=8), tmp_path / "r", progress=False)
+    assert not torch.equal(weights(out)["G.dense.bias"], weights(uninterrupted)["G.dense.bias"])
+
+
+def test_existing_run_needs_resume(tmp_path, uninterrupted):
+    with pytest.raises(BigBiGANError, match="--resume"):
+        run(uninterrupted, steps=6)
+
+
+def test_loaded_model_reproduces_the_trained_generator(uninterrupted):
+    model, ckpt = checkpoint.load_model(uninterrupted)
+    assert ckpt.step == 6 and ckpt.dataset == "digits" and ckpt.model.ch == 8
+    z, y = torch.randn(2, 100), torch.tensor([1, 2])
+    assert torch.equal(model.G(z, y), model.G(z, y))
+
+
+def test_truncated_weights_are_rejected(tmp_path, uninterrupted):
+    import shutil
+
+    copy = tmp_path / "c"
+    shutil.copytree(uninterrupted, copy)
+    data = (copy / "model.safetensors").read_bytes()
+    (copy / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BigBiGANError, match="model.safetensors"):
+        checkpoint.load_model(copy)
+
+
+def test_mismatched_architecture_is_rejected(tmp_path, uninterrupted):
+    import shutil
+
+    copy = tmp_path / "c"
+    shutil.copytree(uninterrupted, copy)
+    doc = json.loads((copy / "checkpoint.json").read_text())
+    doc["model"]["ch"] = 16
+    (copy / "checkpoint.json").write_text(json.dumps(doc))
+    with pytest.raises(BigBiGANError, match="expects"):
+        checkpoint.load_model(copy)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", "not valid JSON"),
+        ('{"format": "other"}', "format"),
+        ('{"format": "bigbigan-checkpoint", "version": 9}', "version"),
+    ],
+)
+def test_bad_checkpoint_json(tmp_path, content, message):
+    (tmp_path / "checkpoint.json").write_text(content)
+    with pytest.raises(BigBiGANError, match=message):
+        checkpoint.read(tmp_path)
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(BigBiGANError, match="no checkpoint.json"):
+        checkpoint.read(tmp_path)
+
+
+def test_cli_reports_errors_in_one_line(tmp_path, capsys):
+    assert main(["train", "--dataset", "nope", "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--dataset 'nope'" in err and "Traceback" not in err
