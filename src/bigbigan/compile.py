@@ -347,7 +347,7 @@ def _build_aoti(job: CompileJob) -> CompileReport:
     with _staged(job.out) as staged:
         started = time.perf_counter()
         try:
-            with quiet_exporter(), torch.inference_mode(False):
+            with quiet_exporter():
                 program = torch.export.export(module, args, dynamic_shapes=dynamic_shapes)
                 torch._inductor.aoti_compile_and_package(program, package_path=str(staged))
         except Exception as e:  # inductor and the C++ toolchain raise many types

@@ -147,7 +147,13 @@ class Runner(ABC):
         if not self.is_loaded:
             raise BigBiGANError(f"{self.path}: {self.name} runner used before load()")
         checked = check_feed(feed, self.inputs, source=str(self.path))
-        return self._infer_impl(checked)
+        results = self._infer_impl(checked)
+        names = [spec.name for spec in self.outputs]
+        if list(results) != names or not all(isinstance(v, np.ndarray) for v in results.values()):
+            raise BigBiGANError(  # a backend drifting from the contract, not a user error
+                f"{self.path}: {self.name} runner returned {list(results)}, expected arrays {names}"
+            )
+        return results
 
     def close(self) -> None:
         if self.is_loaded:

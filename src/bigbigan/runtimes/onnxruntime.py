@@ -91,7 +91,7 @@ def check_model_file(path: Path) -> None:
     from google.protobuf.message import DecodeError
 
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(path), format="protobuf", load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, OSError) as e:
         raise BigBiGANError(f"{path}: not a valid ONNX model ({type(e).__name__})") from None
     if model.ir_version <= 0 or not model.graph.node or not model.graph.output:
