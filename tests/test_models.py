@@ -80,6 +80,7 @@ def test_offline_generator_matches_and_has_no_spectral_norm_left():
         offline(x1, x2), model.G(x1, x2.long()).permute(0, 2, 3, 1), atol=1e-6, rtol=0
     )
     assert not any("parametrizations" in k or "_u" in k for k in offline.state_dict())
+    assert not any(m.training for m in offline.modules())
     encoder = offline_module(model, encoder=True)
     images = torch.rand(2, 32, 32, 1)
     torch.testing.assert_close(encoder(images), model.E(images.permute(0, 3, 1, 2)))

@@ -139,7 +139,7 @@ def load_tensors(ckpt: Checkpoint, name: str, verify: bool = True) -> dict[str, 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[BigBiGAN, Checkpoint]:
     """Rebuild the networks from a checkpoint, in eval mode."""
     ckpt = read(path)
-    model = BigBiGAN(ckpt.model)
+    model = BigBiGAN(ckpt.model, initialize=False)
     load_state(model, load_tensors(ckpt, MODEL_FILE), ckpt.directory / MODEL_FILE)
     return model.to(device).eval(), ckpt
 

@@ -144,7 +144,9 @@ class DiscriminatorJ(nn.Module):
 class BigBiGAN(nn.Module):
     """Generator, encoder and the three discriminators, named as in the paper."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, initialize: bool = True) -> None:
+        """`initialize=False` skips the reference initialisation (an orthogonal one runs a QR
+        per layer) when the weights are about to be loaded anyway."""
         super().__init__()
         self.cfg = cfg
         self.G = Generator(cfg)
@@ -152,7 +154,8 @@ class BigBiGAN(nn.Module):
         self.F = DiscriminatorF(cfg)
         self.H = DiscriminatorH(cfg)
         self.J = DiscriminatorJ(cfg)
-        init_weights(self, cfg.init)
+        if initialize:
+            init_weights(self, cfg.init)
 
     def scores(
         self, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor | None
@@ -254,9 +257,10 @@ def offline_module(model: BigBiGAN, encoder: bool = False) -> nn.Module:
     """
     from torch.nn.utils import parametrize
 
-    frozen = BigBiGAN(model.cfg)
+    frozen = BigBiGAN(model.cfg, initialize=False)
     frozen.load_state_dict(model.state_dict())
     frozen.eval().requires_grad_(False)
     for m in [m for m in frozen.modules() if parametrize.is_parametrized(m, "weight")]:
         parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
-    return OfflineEncoder(frozen.E) if encoder else OfflineGenerator(frozen.G)
+    wrapper = OfflineEncoder(frozen.E) if encoder else OfflineGenerator(frozen.G)
+    return wrapper.eval()
