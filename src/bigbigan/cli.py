@@ -89,6 +89,7 @@ def _export(args: argparse.Namespace) -> None:
         encoder=args.encoder,
         static_batch=args.static_batch,
         opset=args.opset,
+        validate_batch=args.validate_batch,
         tolerance=args.tolerance,
     )
     print(
@@ -108,6 +109,10 @@ def _compile(args: argparse.Namespace) -> None:
         device=args.device,
         checkpoint=args.checkpoint,
         batch=args.batch,
+        max_batch=args.max_batch,
+        soc_version=args.soc_version,
+        ort_level=args.ort_level,
+        tolerance=args.tolerance,
     )
     print(f"wrote {report.path} ({report.target}, {report.precision}, {report.seconds:.1f} s)")
     if report.max_abs_diff is not None:
@@ -241,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", action="store_true")
     p.add_argument("--static-batch", type=_positive, help="fixed batch (default: dynamic)")
     p.add_argument("--opset", type=_positive, default=18)
+    p.add_argument("--validate-batch", type=_positive, default=8, help="validation batch")
     p.add_argument("--tolerance", type=float, default=1e-5, help="max abs diff vs PyTorch")
 
     p = command("compile", _compile, "compile an ONNX model for a runtime (the original's atc)")
@@ -251,6 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--checkpoint", help="aoti: the checkpoint (default: from the ONNX sidecar)")
     p.add_argument("--batch", type=_positive, help="ascend: static batch (default 256)")
+    p.add_argument("--max-batch", type=_positive, default=4096, help="aoti/tensorrt: largest batch")
+    p.add_argument("--soc-version", default="Ascend310", help="ascend: atc --soc_version")
+    p.add_argument(
+        "--ort-level",
+        default="all",
+        choices=("basic", "extended", "all"),
+        help="ort: optimisation level ('all' is tied to this CPU, 'extended' is portable)",
+    )
+    p.add_argument("--tolerance", type=float, default=1e-4, help="max abs diff vs the ONNX")
 
     p = command("infer", _infer, "run a model on .bin inputs (msame's flags)")
     p.add_argument("--model", required=True, help=".onnx, .ort.onnx, .pt2, .engine or checkpoint")
