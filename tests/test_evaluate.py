@@ -1,0 +1,133 @@
+"""`evaluate` end to end on a tiny digits BigBiGAN and a tiny digits classifier."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bigbigan import evaluate as evaluate_module
+from bigbigan.classifier import ClassifierConfig, train_classifier
+from bigbigan.config import TrainConfig
+from bigbigan.errors import BigBiGANError
+from bigbigan.evaluate import default_classifier_path, evaluate, format_report
+from bigbigan.train import model_config_for, train
+
+SMALL = {"n": 30, "seed": 3, "batch_size": 16, "probe_train": 200}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig(dataset="digits", batch_size=16, steps=2)
+    return train(cfg, model_config_for("digits", ch=8), out, progress=False)
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("classifier")
+    config = ClassifierConfig(width=8, feature_dim=16)
+    train_classifier(
+        "digits", None, out, epochs=1, batch_size=32, seed=0, progress=False, config=config
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("evaluation")
+
+
+@pytest.fixture(scope="module")
+def result(run_dir: Path, classifier_dir: Path, out_dir: Path) -> dict:
+    return evaluate(run_dir, classifier_path=classifier_dir, out_dir=out_dir, **SMALL)
+
+
+def test_sections_keys_and_ranges(result: dict) -> None:
+    gen, enc = result["generation"], result["encoder"]
+    assert result["dataset"] == "digits" and result["conditional"] is True
+    assert result["step"] == 2 and result["seed"] == 3
+    for value in (gen["label_accuracy"], gen["real_label_accuracy"]):
+        assert 0.0 <= value <= 1.0
+    assert gen["fid"] >= 0 and gen["fid_floor"] >= 0
+    assert gen["fid"] > gen["fid_floor"]  # 2 training steps are far from the data
+    assert gen["n"] == 30 and gen["fid_floor_n"] == 30 and gen["fid_reference_n"] == 359
+    for key in ("probe_accuracy", "pixel_probe_accuracy", "reconstruction_label_accuracy"):
+        assert 0.0 <= enc[key] <= 1.0
+    assert enc["pixel_probe_accuracy"] > 0.5  # digits are nearly linearly separable
+    assert 0.0 < enc["reconstruction_mae"] < 1.0
+    assert enc["probe_train"] == 200 and enc["probe_test"] == 359
+    assert enc["reconstruction_n"] == 30
+    assert result["classifier"]["test_accuracy"] == gen["real_label_accuracy"]
+
+
+def test_files_written(result: dict, out_dir: Path) -> None:
+    assert set(result["files"]) == {"evaluation", "reconstructions", "samples"}
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(result["files"].values())
+    saved = json.loads((out_dir / evaluate_module.EVALUATION_FILE).read_text())
+    assert saved == json.loads(json.dumps(result))
+    from PIL import Image
+
+    with Image.open(out_dir / evaluate_module.RECONSTRUCTIONS_FILE) as grid:
+        assert grid.height == 2 * (32 + 4) * 2  # two rows of 32-pixel images, padded, x2
+
+
+def test_deterministic(
+    result: dict, run_dir: Path, classifier_dir: Path, out_dir: Path, tmp_path: Path
+) -> None:
+    again = evaluate(run_dir, classifier_path=classifier_dir, out_dir=tmp_path, **SMALL)
+    assert again == result
+    for name in (evaluate_module.RECONSTRUCTIONS_FILE, evaluate_module.SAMPLES_FILE):
+        assert (tmp_path / name).read_bytes() == (out_dir / name).read_bytes()
+
+
+def test_other_seed_changes_the_noise(run_dir: Path, classifier_dir: Path, result: dict) -> None:
+    other = evaluate(run_dir, classifier_path=classifier_dir, **{**SMALL, "seed": 4})
+    assert "files" not in other
+    assert other["generation"]["fid"] != result["generation"]["fid"]
+    # the real-data references do not depend on the seed
+    assert other["classifier"] == result["classifier"]
+
+
+def test_format_report(result: dict) -> None:
+    text = format_report(result)
+    assert "classifier-feature FID" in text and "linear probe on E(x)" in text
+    assert f"{result['generation']['fid']:.3f}" in text
+    assert f"{result['encoder']['pixel_probe_accuracy']:.4f}" in text
+
+
+def test_errors(run_dir: Path, classifier_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(BigBiGANError, match="--n 1"):
+        evaluate(run_dir, classifier_path=classifier_dir, n=1)
+    with pytest.raises(BigBiGANError, match="no classifier.json"):
+        evaluate(run_dir, classifier_path=tmp_path)
+    with pytest.raises(BigBiGANError, match="--checkpoint"):
+        evaluate(tmp_path, classifier_path=classifier_dir)
+
+
+def test_default_classifier_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(evaluate_module, "MODELS_DIR", tmp_path)
+    with pytest.raises(BigBiGANError, match="pass --classifier"):
+        default_classifier_path("digits")
+    (tmp_path / "classifier_digits").mkdir()
+    (tmp_path / "classifier_digits" / "classifier.json").write_text("{}")
+    assert default_classifier_path("digits") == tmp_path / "classifier_digits"
+
+
+def test_classifier_for_another_dataset_is_refused(
+    run_dir: Path, classifier_dir: Path, tmp_path: Path
+) -> None:
+    doc = json.loads((classifier_dir / "classifier.json").read_text())
+    doc["dataset"] = "mnist"
+    other = tmp_path / "classifier"
+    other.mkdir()
+    (other / "classifier.json").write_text(json.dumps(doc))
+    (other / "classifier.safetensors").write_bytes(
+        (classifier_dir / "classifier.safetensors").read_bytes()
+    )
+    with pytest.raises(BigBiGANError, match="trained on mnist, the checkpoint on digits"):
+        evaluate(run_dir, classifier_path=other, **SMALL)

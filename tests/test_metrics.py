@@ -1,0 +1,123 @@
+"""Metrics on arrays whose answers are known in closed form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bigbigan.errors import BigBiGANError
+from bigbigan.metrics import (
+    frechet_distance,
+    frechet_distance_from_stats,
+    label_accuracy,
+    linear_probe,
+    mean_abs_error,
+)
+
+
+def gaussian(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, d)) + shift
+
+
+# --- Fréchet distance ------------------------------------------------------------------------
+
+
+def test_fid_of_identical_sets_is_zero() -> None:
+    a = gaussian(500, 16, 0)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fid_of_shifted_copy_is_squared_shift() -> None:
+    a = gaussian(500, 8, 0)
+    shift = np.arange(8) * 0.5  # same covariance, means differ by `shift`
+    assert frechet_distance(a, a + shift) == pytest.approx(float(shift @ shift), rel=1e-6)
+
+
+def test_fid_of_shifted_gaussians_approaches_squared_shift() -> None:
+    a, b = gaussian(20_000, 4, 0), gaussian(20_000, 4, 1, shift=1.5)
+    # ||mu_a - mu_b||^2 = 4 * 1.5^2 = 9; finite samples add a small covariance term
+    assert frechet_distance(a, b) == pytest.approx(9.0, rel=0.02)
+
+
+def test_fid_known_covariances() -> None:
+    # 1-d: (mu_a - mu_b)^2 + s_a^2 + s_b^2 - 2 s_a s_b = (1)^2 + (2 - 3)^2 = 2
+    value = frechet_distance_from_stats(
+        np.array([0.0]), np.array([[4.0]]), np.array([1.0]), np.array([[9.0]])
+    )
+    assert value == pytest.approx(2.0)
+
+
+def test_fid_is_symmetric_and_float_input_safe() -> None:
+    a, b = gaussian(300, 6, 0).astype(np.float32), gaussian(300, 6, 1, 0.3).astype(np.float32)
+    assert frechet_distance(a, b) == pytest.approx(frechet_distance(b, a), rel=1e-6)
+
+
+def test_fid_with_fewer_samples_than_dimensions_is_finite() -> None:
+    a, b = gaussian(10, 32, 0), gaussian(10, 32, 1)  # singular covariances
+    value = frechet_distance(a, b)
+    assert np.isfinite(value) and value > 0
+
+
+def test_fid_rejects_bad_shapes() -> None:
+    with pytest.raises(BigBiGANError, match="feature sizes differ"):
+        frechet_distance(gaussian(10, 3, 0), gaussian(10, 4, 0))
+    with pytest.raises(BigBiGANError, match="expected"):
+        frechet_distance(np.zeros(10), np.zeros(10))
+    with pytest.raises(BigBiGANError, match="NaN"):
+        frechet_distance(np.full((4, 2), np.nan), gaussian(4, 2, 0))
+
+
+# --- label accuracy --------------------------------------------------------------------------
+
+
+def test_label_accuracy_from_logits_and_predictions() -> None:
+    logits = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    labels = np.array([1, 0, 0, 0])
+    assert label_accuracy(logits, labels) == 0.75
+    assert label_accuracy(np.array([1, 0, 0, 0]), labels) == 1.0
+
+
+def test_label_accuracy_rejects_length_mismatch() -> None:
+    with pytest.raises(BigBiGANError, match="3 predictions for 2 labels"):
+        label_accuracy(np.zeros(3), np.zeros(2))
+
+
+# --- linear probe ----------------------------------------------------------------------------
+
+
+def test_probe_on_separable_data_is_perfect() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((3, 10)) * 10
+    y = rng.integers(0, 3, 600)
+    x = centres[y] + rng.standard_normal((600, 10))
+    acc = linear_probe(x[:400], y[:400], x[400:], y[400:], seed=0)
+    assert acc == pytest.approx(1.0, abs=0.01)
+
+
+def test_probe_on_random_labels_is_chance() -> None:
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((2000, 10)), rng.integers(0, 4, 2000)
+    acc = linear_probe(x[:1000], y[:1000], x[1000:], y[1000:], seed=0)
+    assert abs(acc - 0.25) < 0.06
+
+
+def test_probe_is_deterministic_and_checks_shapes() -> None:
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((200, 5)), rng.integers(0, 2, 200)
+    first = linear_probe(x[:100], y[:100], x[100:], y[100:], seed=3)
+    assert first == linear_probe(x[:100], y[:100], x[100:], y[100:], seed=3)
+    with pytest.raises(BigBiGANError, match="feature sizes differ"):
+        linear_probe(x[:100], y[:100], x[100:, :4], y[100:], seed=0)
+    with pytest.raises(BigBiGANError, match="fewer than 2 classes"):
+        linear_probe(x[:100], np.zeros(100), x[100:], y[100:], seed=0)
+
+
+# --- mean absolute error ---------------------------------------------------------------------
+
+
+def test_mean_abs_error() -> None:
+    a = np.zeros((2, 3), np.float32)
+    b = np.array([[1, -1, 0], [0, 0, 4]], np.float32)
+    assert mean_abs_error(a, b) == pytest.approx(1.0)
+    with pytest.raises(BigBiGANError, match="shapes differ"):
+        mean_abs_error(a, b[:1])
