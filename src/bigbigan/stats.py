@@ -9,6 +9,7 @@ Pure numpy, computed in float64. Two conventions hold throughout:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -85,7 +86,8 @@ def pair_stats(
 
     `mean_diff` is `other.mean() - ref.mean()`; `psnr` is in dB against `data_range` (inf when
     identical); `cosine` treats two all-zero arrays as identical (1) and one as orthogonal (0);
-    relative differences divide by `max(|ref|, REL_EPS)`. NaN in the inputs gives NaN results.
+    relative differences divide by `max(|ref|, REL_EPS)` and are summarised like the absolute
+    ones (mean, median, p90, p99, max). NaN in the inputs gives NaN results.
     """
     r, o = _pair(ref, other)
     d = _diff(r, o).ravel()
@@ -102,6 +104,7 @@ def pair_stats(
         else:
             cosine = float(np.dot(r.ravel(), o.ravel()) / (rn * on))
         rel = ad / np.maximum(np.abs(r.ravel()), REL_EPS)
+        r50, r90, r99 = _percentile(rel, [50, 90, 99])
         return {
             "mean_abs_diff": float(ad.mean()),
             "max_abs_diff": float(ad.max()),
@@ -113,6 +116,9 @@ def pair_stats(
             "psnr": psnr,
             "cosine": cosine,
             "mean_rel_diff": float(rel.mean()),
+            "median_rel_diff": r50,
+            "p90_rel_diff": r90,
+            "p99_rel_diff": r99,
             "max_rel_diff": float(rel.max()),
         }
 
@@ -208,3 +214,125 @@ def check_tolerance(
     else:
         (needed,) = _percentile(ad, [50.0 if statistic == "median" else 100.0 * quantile])
     return needed <= atol, needed
+
+
+LATENCY_KEYS = ("min", "max", "mean", "median", "p90", "p95", "p99", "std", "cv")
+
+
+def latency_stats(ms: Sequence[float]) -> dict[str, float]:
+    """Summary of per-run latencies: min, max, mean, median, p90/p95/p99 (linear percentiles),
+    std (sample, ddof=1; 0 for one run) and cv = std / mean (the spread `infer` warns about).
+    """
+    x = np.asarray(ms, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0:
+        raise BigBiGANError("latency statistics need at least one run")
+    if not np.isfinite(x).all():
+        raise BigBiGANError("latency statistics: a run time is NaN or infinite")
+    p50, p90, p95, p99 = (float(v) for v in np.percentile(x, [50, 90, 95, 99]))
+    mean = float(x.mean())
+    std = float(x.std(ddof=1)) if x.size > 1 else 0.0
+    return {
+        "min": float(x.min()),
+        "max": float(x.max()),
+        "mean": mean,
+        "median": p50,
+        "p90": p90,
+        "p95": p95,
+        "p99": p99,
+        "std": std,
+        "cv": std / mean if mean > 0 else 0.0,
+    }
+
+
+def error_map(ref: npt.ArrayLike, other: npt.ArrayLike) -> np.ndarray:
+    """Per-pixel mean absolute error of NHWC image batches, over the batch and the channels:
+    `(N, H, W, C)` -> `(H, W)` (a `(N, H, W)` batch is one channel). NaN/Inf differences are
+    counted as NaN, so a broken pixel shows up rather than hiding in a finite mean."""
+    r, o = _pair(ref, other)
+    if r.ndim == 3:
+        r, o = r[..., None], o[..., None]
+    if r.ndim != 4:
+        raise BigBiGANError(
+            f"an error map needs image batches (N, H, W[, C]), found {_fmt_shape(r.shape)}"
+        )
+    return np.abs(_diff(r, o)).mean(axis=(0, 3))
+
+
+def _nanmax(a: float, b: float) -> float:
+    """max that propagates NaN, like `np.max`."""
+    return math.nan if math.isnan(a) or math.isnan(b) else max(a, b)
+
+
+def streamed_compare(
+    ref: npt.ArrayLike,
+    other: npt.ArrayLike,
+    *,
+    atol: float,
+    rtol: float,
+    statistic: str = "elementwise",
+    quantile: float = 0.99,
+    chunk: int = 1 << 22,
+) -> tuple[dict[str, float], bool, float]:
+    """`pair_stats`' max/mean absolute, RMSE, cosine and max relative difference, with the
+    `check_tolerance` verdict, for arrays too big to copy whole into float64 several times:
+    the work is done `chunk` elements at a time, with the same conventions and results.
+
+    Returns (stats, passed, needed). `median`/`quantile` need every difference at once and fall
+    back to `check_tolerance` on the whole arrays.
+    """
+    if statistic not in STATISTICS:
+        raise BigBiGANError(
+            f"statistic must be one of {', '.join(STATISTICS)}, found {statistic!r}"
+        )
+    if not (atol >= 0 and rtol >= 0):
+        raise BigBiGANError(f"tolerances must be non-negative, found atol={atol}, rtol={rtol}")
+    r_all, o_all = np.asarray(ref), np.asarray(other)
+    if r_all.shape != o_all.shape:
+        raise BigBiGANError(
+            f"shapes differ: reference {_fmt_shape(r_all.shape)}, other {_fmt_shape(o_all.shape)}"
+        )
+    if r_all.size == 0:
+        raise BigBiGANError(
+            f"nothing to compare: both arrays are empty ({_fmt_shape(r_all.shape)})"
+        )
+    r_flat, o_flat = r_all.reshape(-1), o_all.reshape(-1)
+    max_abs = sum_abs = sum_sq = dot = rr = oo = max_rel = needed = 0.0
+    by_chunk = statistic in ("elementwise", "max")  # a max over chunks is the max over all
+    for start in range(0, r_flat.size, chunk):
+        r = r_flat[start : start + chunk].astype(np.float64)
+        o = o_flat[start : start + chunk].astype(np.float64)
+        ad = np.abs(_diff(r, o))
+        with np.errstate(invalid="ignore", over="ignore"):
+            max_abs = _nanmax(max_abs, float(ad.max()))
+            sum_abs += float(ad.sum())
+            sum_sq += float(np.dot(ad, ad))
+            dot += float(np.dot(r, o))
+            rr += float(np.dot(r, r))
+            oo += float(np.dot(o, o))
+            max_rel = _nanmax(max_rel, float((ad / np.maximum(np.abs(r), REL_EPS)).max()))
+        if by_chunk:
+            _, part = check_tolerance(r, o, atol=atol, rtol=rtol, statistic=statistic)
+            needed = _nanmax(needed, part)
+    n = r_flat.size
+    rn, on = math.sqrt(rr), math.sqrt(oo)
+    if math.isnan(rn) or math.isnan(on):
+        cosine = math.nan
+    elif rn == 0.0 or on == 0.0:
+        cosine = 1.0 if rn == on else 0.0
+    else:
+        cosine = dot / (rn * on)
+    stats = {
+        "max_abs_diff": max_abs,
+        "mean_abs_diff": sum_abs / n,
+        "rmse": math.sqrt(sum_sq / n),
+        "cosine": cosine,
+        "max_rel_diff": max_rel,
+    }
+    if statistic == "mean":
+        needed = stats["mean_abs_diff"]
+    elif not by_chunk:
+        passed, needed = check_tolerance(
+            r_all, o_all, atol=atol, rtol=rtol, statistic=statistic, quantile=quantile
+        )
+        return stats, passed, needed
+    return stats, bool(needed <= atol), needed
