@@ -1,15 +1,22 @@
 """`bigbigan compare`: do two stages draw the same pictures? (the original's getAcc).
 
-In stages, as the CLI and the pipeline both use them: `load_outputs` (files -> arrays),
-`compare_arrays` (statistics and a tolerance check per file against the reference), and
-`save_side_by_side` (the first images of every file in labelled rows).
+In stages, as the CLI and the pipeline both use them:
+- `load_outputs`: files (`.bin` with or without sidecar, `.npy`) -> arrays;
+- `summarize_files`: per file mean, std, min/max, p90/p99 and NaN/Inf counts;
+- `compare_arrays`: every file against the reference: absolute and relative error statistics,
+  PSNR, cosine, a 10-bin error histogram, and a pass/fail on the chosen statistic with global or
+  per-name `atol`/`rtol` (`Tolerances`), plus the smallest tolerance that would have passed;
+- `save_side_by_side` / `save_error_maps`: the first images of every file in labelled rows, and
+  beside them a heat-map of the per-pixel mean absolute error of each file.
+`bigbigan compare --layerwise` lives in `bigbigan.layerwise`.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +24,123 @@ import numpy as np
 
 from bigbigan.binio import TensorSpec, load_bin
 from bigbigan.errors import BigBiGANError
-from bigbigan.images import save_labelled_rows
-from bigbigan.stats import check_tolerance, pair_stats
+from bigbigan.images import save_heatmap, save_labelled_rows, to_nhwc
+from bigbigan.stats import (
+    STATISTICS,
+    check_tolerance,
+    error_histogram,
+    error_map,
+    pair_stats,
+    summarize,
+    text_histogram,
+)
 
 GRID_IMAGES = 8  # the original compared the first 8 images side by side
+HISTOGRAM_BINS = 10
 TABLE_KEYS = ("mean_abs_diff", "mean_diff", "max_abs_diff", "rmse", "psnr", "cosine")
+REL_KEYS = ("mean_rel_diff", "median_rel_diff", "p90_rel_diff", "p99_rel_diff", "max_rel_diff")
+ABS_KEYS = ("mean_abs_diff", "median_abs_diff", "p90_abs_diff", "p99_abs_diff", "max_abs_diff")
+FILE_KEYS = ("mean", "std", "min", "max", "p90", "p99", "nan_count", "inf_count")
+
+
+def _clean(v: float) -> float | str:
+    """JSON has no NaN/Infinity: write them as strings."""
+    return v if not isinstance(v, float) or math.isfinite(v) else str(v)
+
+
+# ---- tolerances ----
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """What passes: `atol`/`rtol` for every output, overridden per name (an output, a file's
+    label or stem, or a layer), and the statistic the absolute difference is reduced with
+    (see `bigbigan.stats.check_tolerance`)."""
+
+    atol: float = 0.0
+    rtol: float = 0.0
+    statistic: str = "elementwise"
+    quantile: float = 0.99
+    atol_by_name: dict[str, float] = field(default_factory=dict)
+    rtol_by_name: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.statistic not in STATISTICS:
+            raise BigBiGANError(
+                f"--statistic {self.statistic}: expected one of {', '.join(STATISTICS)}"
+            )
+        if not 0.0 <= self.quantile <= 1.0:
+            raise BigBiGANError(f"--quantile {self.quantile}: expected a number in [0, 1]")
+
+    def lookup(self, *names: str) -> tuple[float, float]:
+        """(atol, rtol) for something known by `names`; the first name with an override wins."""
+        atol = next((self.atol_by_name[n] for n in names if n in self.atol_by_name), self.atol)
+        rtol = next((self.rtol_by_name[n] for n in names if n in self.rtol_by_name), self.rtol)
+        return atol, rtol
+
+    def check_names(self, known: set[str]) -> None:
+        """Every per-name override must name something being compared (a typo is an error)."""
+        for flag, table in (("--atol", self.atol_by_name), ("--rtol", self.rtol_by_name)):
+            for name in table:
+                if name not in known:
+                    shown = ", ".join(sorted(known)[:12]) + (", ..." if len(known) > 12 else "")
+                    raise BigBiGANError(
+                        f"{flag} {name}:{table[name]:g}: nothing compared is named {name!r} "
+                        f"(names: {shown})"
+                    )
+
+
+def _parse_tolerance(flag: str, specs: Sequence[str]) -> tuple[float | None, dict[str, float]]:
+    """`["1e-5", "images:1e-4,z:1e-3"]` -> (1e-5, {"images": 1e-4, "z": 1e-3})."""
+    value: float | None = None
+    by_name: dict[str, float] = {}
+    for spec in specs:
+        for entry in str(spec).split(","):
+            entry = entry.strip()
+            name, sep, number = entry.rpartition(":")
+            try:
+                tol = float(number)
+            except ValueError:
+                tol = math.nan
+            if not entry or (sep and not name) or not (tol >= 0 and math.isfinite(tol)):
+                raise BigBiGANError(
+                    f"{flag} {entry or spec}: expected a non-negative number or NAME:NUMBER "
+                    f"(e.g. {flag} 1e-5 or {flag} images:1e-4)"
+                )
+            if sep:
+                if name in by_name:
+                    raise BigBiGANError(f"{flag}: {name} is given twice")
+                by_name[name] = tol
+            else:
+                if value is not None:
+                    raise BigBiGANError(f"{flag}: a global tolerance is given twice")
+                value = tol
+    return value, by_name
+
+
+def parse_tolerances(
+    atol: Sequence[str] = (),
+    rtol: Sequence[str] = (),
+    *,
+    statistic: str = "elementwise",
+    quantile: float = 0.99,
+    default_atol: float = 0.0,
+    default_rtol: float = 0.0,
+) -> Tolerances:
+    """`--atol`/`--rtol` values (each `NUMBER` or `NAME:NUMBER`, repeatable or comma-separated)."""
+    global_atol, atol_by_name = _parse_tolerance("--atol", atol)
+    global_rtol, rtol_by_name = _parse_tolerance("--rtol", rtol)
+    return Tolerances(
+        atol=default_atol if global_atol is None else global_atol,
+        rtol=default_rtol if global_rtol is None else global_rtol,
+        statistic=statistic,
+        quantile=quantile,
+        atol_by_name=atol_by_name,
+        rtol_by_name=rtol_by_name,
+    )
+
+
+# ---- results ----
 
 
 @dataclass
@@ -31,33 +150,100 @@ class PairResult:
     name: str
     path: Path
     stats: dict[str, float]
-    passed: bool | None  # None: no tolerance given
-    needed: float  # the smallest tolerance that would have passed
+    passed: bool | None  # None: nothing was checked (no tolerance, no --validate)
+    needed: float  # the smallest atol that would have passed (at this pair's rtol)
+    atol: float | None = None  # the tolerance applied (None: none given)
+    rtol: float | None = None
+    statistic: str = "mean"
+    quantile: float = 0.99
+    histogram: list[tuple[float, float, int]] = field(default_factory=list)
+    nonfinite: int = 0  # NaN/Inf values in this file
+    failures: list[str] = field(default_factory=list)  # why it failed, one line each
+    heatmap: Path | None = None
+    heatmap_max: float | None = None  # the error the heat-map's brightest colour stands for
 
     def to_json(self) -> dict[str, Any]:
-        def clean(v: float) -> float | str:
-            return v if math.isfinite(v) else str(v)
-
         return {
             "name": self.name,
             "path": str(self.path),
-            **{k: clean(v) for k, v in self.stats.items()},
+            **{k: _clean(v) for k, v in self.stats.items()},
             "passed": self.passed,
-            "needed_tolerance": clean(self.needed),
+            "needed_tolerance": _clean(self.needed),
+            "atol": self.atol,
+            "rtol": self.rtol,
+            "statistic": self.statistic,
+            "quantile": self.quantile if self.statistic == "quantile" else None,
+            "abs_error_histogram": [[_clean(lo), _clean(hi), c] for lo, hi, c in self.histogram],
+            "nonfinite": self.nonfinite,
+            "failures": self.failures,
+            "heatmap": str(self.heatmap) if self.heatmap else None,
+            "heatmap_max": self.heatmap_max,
         }
 
 
+@dataclass
+class FileSummary:
+    name: str
+    path: Path
+    dtype: str
+    shape: tuple[int, ...]
+    stats: dict[str, float]  # summarize(): mean, std, min, max, p90, p99, nan/inf counts
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            **{k: _clean(v) for k, v in self.stats.items()},
+        }
+
+
+# ---- the stages ----
+
+
 def load_outputs(paths: Sequence[str | Path]) -> list[np.ndarray]:
-    """Read the reference (which needs a sidecar) and the others; a file without a sidecar, as
-    msame writes them, is read with the reference's dtype and per-image shape."""
-    reference = load_bin(paths[0])
+    """Read the reference (a `.npy`, or a `.bin` with its sidecar) and the others; a `.bin`
+    without a sidecar, as msame writes them, is read with the reference's dtype and per-image
+    shape."""
+    if not paths:
+        raise BigBiGANError("nothing to compare: no files given")
+    reference = _load(paths[0], None, None)
     spec = TensorSpec("images", reference.dtype.name, (None, *reference.shape[1:]))
-    others = [load_bin(p, spec, batch=reference.shape[0]) for p in paths[1:]]
+    batch = reference.shape[0] if reference.ndim else None
+    others = [_load(p, spec, batch) for p in paths[1:]]
     return [reference, *others]
+
+
+def _load(path: str | Path, spec: TensorSpec | None, batch: int | None) -> np.ndarray:
+    path = Path(path)
+    if path.suffix.lower() != ".npy":
+        return load_bin(path, spec, batch=batch)
+    if not path.is_file():
+        raise BigBiGANError(f"{path}: no such file")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise BigBiGANError(f"{path}: not a readable .npy array ({e})") from None
+    if spec is not None and array.shape[1:] != spec.shape[1:]:
+        raise BigBiGANError(
+            f"{path}: shape {list(array.shape)}, the reference has {[batch, *spec.shape[1:]]}"
+        )
+    return array
 
 
 def default_names(paths: Sequence[str | Path]) -> list[str]:
     return [Path(p).stem for p in paths]
+
+
+def summarize_files(
+    arrays: Sequence[np.ndarray], names: Sequence[str], paths: Sequence[str | Path]
+) -> list[FileSummary]:
+    """mean, std, min/max, p90/p99 and NaN/Inf counts of every file, reference first."""
+    return [
+        FileSummary(name, Path(path), a.dtype.name, tuple(a.shape), summarize(a))
+        for a, name, path in zip(arrays, names, paths, strict=True)
+    ]
 
 
 def compare_arrays(
@@ -67,22 +253,96 @@ def compare_arrays(
     *,
     tolerance: float | None = None,
     statistic: str = "mean",
+    tolerances: Tolerances | None = None,
+    validate: bool = False,
+    keys: Sequence[Sequence[str]] | None = None,
+    bins: int = HISTOGRAM_BINS,
 ) -> list[PairResult]:
-    """Statistics of every array against the first; with `tolerance`, a pass/fail per file on
-    the chosen statistic of the absolute difference (mean absolute pixel difference, as the
-    original, by default)."""
+    """Statistics of every array against the first, and a pass/fail per file.
+
+    `tolerance` (the pipeline's and `--tolerance`'s) is a threshold on `statistic` of the
+    absolute difference (mean absolute pixel difference, as the original, by default);
+    `tolerances` is the general form (per-name `atol`/`rtol`, any statistic), and wins when
+    both are given. A pair's names for per-name lookups are its label, its file stem and file
+    name, and `keys[i]` (e.g. the output name an infer summary gives it). `validate` fails any
+    file with NaN/Inf values. With neither, `passed` is None.
+    """
+    if tolerances is None and tolerance is not None:
+        tolerances = Tolerances(atol=tolerance, statistic=statistic)
     reference = arrays[0]
     results = []
-    for array, name, path in zip(arrays[1:], names[1:], paths[1:], strict=True):
+    others = list(zip(arrays[1:], names[1:], paths[1:], strict=True))
+    for i, (array, name, path) in enumerate(others):
+        path = Path(path)
+        lookup_names = [name, path.stem, path.name, *(keys[i] if keys else ())]
         try:
             stats = pair_stats(reference, array)
-            passed, needed = check_tolerance(
-                reference, array, atol=tolerance or 0.0, rtol=0.0, statistic=statistic
-            )
+            histogram = error_histogram(reference, array, bins)
+            if tolerances is not None:
+                atol, rtol = tolerances.lookup(*lookup_names)
+                passed, needed = check_tolerance(
+                    reference,
+                    array,
+                    atol=atol,
+                    rtol=rtol,
+                    statistic=tolerances.statistic,
+                    quantile=tolerances.quantile,
+                )
+            else:
+                atol = rtol = None
+                _, needed = check_tolerance(reference, array, atol=0, rtol=0, statistic=statistic)
         except BigBiGANError as e:
             raise BigBiGANError(f"{path}: {e}") from None
-        results.append(PairResult(name, Path(path), stats, passed if tolerance else None, needed))
+        failures = []
+        if tolerances is not None and not passed:
+            failures.append(_tolerance_failure(tolerances, needed, atol, rtol))
+        nonfinite = int(np.asarray(array).size - np.count_nonzero(np.isfinite(array)))
+        if validate and nonfinite:
+            failures.append(f"{nonfinite} NaN/Inf values")
+        checked = tolerances is not None or validate
+        results.append(
+            PairResult(
+                name,
+                path,
+                stats,
+                (not failures) if checked else None,
+                needed,
+                atol=atol,
+                rtol=rtol,
+                statistic=tolerances.statistic if tolerances else statistic,
+                quantile=tolerances.quantile if tolerances else 0.99,
+                histogram=histogram,
+                nonfinite=nonfinite,
+                failures=failures,
+            )
+        )
     return results
+
+
+def _tolerance_failure(t: Tolerances, needed: float, atol: float, rtol: float) -> str:
+    what = {"elementwise": "elementwise |diff| - rtol*|ref|", "quantile": f"q{t.quantile:g}"}
+    stat = what.get(t.statistic, f"{t.statistic} |diff|")
+    if math.isnan(needed):
+        return f"{stat}: NaN in the difference (no tolerance passes)"
+    return f"{stat} {needed:.4g} > atol {atol:g}" + (
+        f" (rtol {rtol:g})" if t.statistic == "elementwise" else ""
+    )
+
+
+def validate_files(files: Sequence[FileSummary]) -> list[str]:
+    """`--validate`: one line per file holding NaN/Inf values."""
+    return [
+        f"{f.path}: {f.stats['nan_count']} NaN, {f.stats['inf_count']} Inf"
+        for f in files
+        if f.stats["nan_count"] or f.stats["inf_count"]
+    ]
+
+
+def is_image_batch(array: np.ndarray) -> bool:
+    """(N, H, W), (N, H, W, C) or (N, C, H, W) with C in {1, 3}: something to draw."""
+    if array.ndim == 3:
+        return True
+    return array.ndim == 4 and (array.shape[-1] in (1, 3) or array.shape[1] in (1, 3))
 
 
 def save_side_by_side(
@@ -92,6 +352,28 @@ def save_side_by_side(
     save_labelled_rows([a[:n] for a in arrays], names, path)
 
 
+def heatmap_path(grid: str | Path, name: str) -> Path:
+    """`out/grid.png`, `onnx` -> `out/grid_error_onnx.png`."""
+    grid = Path(grid)
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "file"
+    return grid.with_name(f"{grid.stem}_error_{safe}.png")
+
+
+def save_error_maps(
+    arrays: Sequence[np.ndarray], results: Sequence[PairResult], grid: str | Path
+) -> None:
+    """Beside the grid, per file a heat-map of the per-pixel mean absolute error against the
+    reference (over the batch and the channels), scaled to its own maximum, which is recorded
+    in the result (`heatmap_max`)."""
+    reference = to_nhwc(arrays[0])
+    for array, result in zip(arrays[1:], results, strict=True):
+        values = error_map(reference, to_nhwc(array))
+        values = np.nan_to_num(values, nan=np.nanmax(values, initial=0.0))
+        path = heatmap_path(grid, result.name)
+        save_heatmap(values, path)
+        result.heatmap, result.heatmap_max = path, float(values.max())
+
+
 def format_table(results: Sequence[PairResult], reference: str) -> str:
     header = f"{'vs ' + reference:<24}" + "".join(f"{k:>15}" for k in TABLE_KEYS) + "   result"
     lines = [header]
@@ -99,4 +381,43 @@ def format_table(results: Sequence[PairResult], reference: str) -> str:
         cells = "".join(f"{r.stats[k]:>15.6g}" for k in TABLE_KEYS)
         verdict = {None: "", True: "PASS", False: "FAIL"}[r.passed]
         lines.append(f"{r.name:<24}{cells}   {verdict}")
+    return "\n".join(lines)
+
+
+def format_files(files: Sequence[FileSummary]) -> str:
+    width = max(len(f.name) for f in files) + 2
+    lines = [f"{'file':<{width}}{'shape':<20}" + "".join(f"{k:>12}" for k in FILE_KEYS)]
+    for f in files:
+        shape = "x".join(map(str, f.shape))
+        cells = "".join(f"{f.stats[k]:>12.5g}" for k in FILE_KEYS)
+        lines.append(f"{f.name:<{width}}{shape:<20}{cells}")
+    return "\n".join(lines)
+
+
+def format_report(
+    files: Sequence[FileSummary], results: Sequence[PairResult], reference: str
+) -> str:
+    """Everything `compare` prints: file summaries, the pair table, then per pair its error
+    statistics, tolerance verdict and error histogram."""
+    lines = [format_files(files), "", format_table(results, reference)]
+    for r in results:
+        lines += ["", f"{r.name} vs {reference}:"]
+        lines.append("  abs error  " + "  ".join(f"{k[:-9]} {r.stats[k]:.4g}" for k in ABS_KEYS))
+        lines.append("  rel error  " + "  ".join(f"{k[:-9]} {r.stats[k]:.4g}" for k in REL_KEYS))
+        lines.append(f"  PSNR {r.stats['psnr']:.2f} dB  cosine {r.stats['cosine']:.8f}")
+        stat = r.statistic + (f" {r.quantile:g}" if r.statistic == "quantile" else "")
+        if r.atol is not None:
+            verdict = "PASS" if not r.failures else "FAIL: " + "; ".join(r.failures)
+            lines.append(
+                f"  tolerance  atol {r.atol:g}, rtol {r.rtol:g}, statistic {stat}: "
+                f"smallest passing atol {r.needed:.4g}  {verdict}"
+            )
+        else:
+            lines.append(f"  smallest passing atol ({stat}): {r.needed:.4g}")
+            if r.failures:
+                lines.append("  FAIL: " + "; ".join(r.failures))
+        if r.heatmap is not None:
+            lines.append(f"  error heat-map: {r.heatmap} (brightest = {r.heatmap_max:.3g})")
+        lines.append("  |abs error| histogram:")
+        lines += ["    " + row for row in text_histogram(r.histogram).splitlines()]
     return "\n".join(lines)
