@@ -53,7 +53,8 @@ def test_infer_writes_msame_outputs_and_timing(tmp_path, tiny_onnx, inputs):
     assert [p.name for p in result.outputs] == ["G_output_0.bin"]
     assert len(result.loop_ms) == 3 and result.images_per_s > 0
     summary = json.loads((tmp_path / "G_summary.json").read_text())
-    assert summary["loop"] == 3 and summary["batch"] == 6
+    assert summary["timing"]["runs"] == 3 and summary["timing"]["batch"] == 6
+    assert summary["outputs"]["files"] == [str(result.outputs[0])]
     images = load_bin(result.outputs[0])
     assert images.shape == (6, 32, 32, 1)
 
