@@ -124,46 +124,173 @@ def _compile(args: argparse.Namespace) -> None:
 
 
 def _infer(args: argparse.Namespace) -> None:
-    from bigbigan.infer import format_summary, infer
-    from bigbigan.inputs import input_files
+    from bigbigan.infer import format_summary, infer, spread_warning
 
     result = infer(
         args.model,
-        input_files(args.input),
+        [item for item in args.input.split(",") if item] if args.input else None,
         args.output,
         outfmt=args.outfmt,
         loop=args.loop,
+        duration=args.duration,
+        warmup=args.warmup,
+        batch=args.batch,
+        seed=args.seed,
         device=args.device,
         backend=args.backend,
         threads=args.threads,
+        summary=args.summary,
     )
     print(format_summary(result))
+    warning = spread_warning(result)
+    if warning:
+        print(f"bigbigan infer: {warning}", file=sys.stderr)
+
+
+def _usage_error(command: str, message: str) -> int:
+    """A bad combination of flags: argparse's format and exit status 2."""
+    print(f"bigbigan {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+_LAYERWISE_ONLY = ("checkpoint", "input", "batch", "layerwise_memory", "threads")
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from bigbigan.compare import parse_tolerances
+
+    if args.tolerance is not None and (args.atol or args.rtol):
+        return _usage_error("compare", "--tolerance is --atol with --statistic mean; give one")
+    if args.layerwise and args.others:
+        return _usage_error("compare", "--layerwise takes one ONNX model, no other files")
+    if not args.layerwise:
+        if not args.others:
+            return _usage_error("compare", "give the reference and at least one file to compare")
+        given = [f"--{k.replace('_', '-')}" for k in _LAYERWISE_ONLY if getattr(args, k)]
+        if given:
+            return _usage_error("compare", f"{', '.join(given)} only apply with --layerwise")
+    statistic = args.statistic or ("mean" if args.tolerance is not None else "elementwise")
+    if args.tolerance is not None:
+        args.atol = [str(args.tolerance)]
+    if args.layerwise:
+        from bigbigan.layerwise import DEFAULT_ATOL, DEFAULT_RTOL
+
+        tolerances = parse_tolerances(
+            args.atol or [],
+            args.rtol or [],
+            statistic=statistic,
+            quantile=args.quantile,
+            default_atol=DEFAULT_ATOL,
+            default_rtol=DEFAULT_RTOL,
+        )
+        return _compare_layerwise(args, tolerances)
+    checked = bool(args.atol or args.rtol)
+    tolerances = parse_tolerances(
+        args.atol or [], args.rtol or [], statistic=statistic, quantile=args.quantile
+    )
+    return _compare_files(args, tolerances if checked else None, statistic)
+
+
+def _compare_files(args: argparse.Namespace, tolerances, statistic: str) -> int:
     from bigbigan.compare import (
         compare_arrays,
         default_names,
-        format_table,
+        format_report,
+        is_image_batch,
         load_outputs,
+        save_error_maps,
         save_side_by_side,
+        summarize_files,
+        validate_files,
     )
+    from bigbigan.fsutil import write_text
 
     files = [args.reference, *args.others]
     names = args.names.split(",") if args.names else default_names(files)
     if len(names) != len(files):
         raise BigBiGANError(f"--names: {len(names)} name(s) for {len(files)} files")
+    if tolerances is not None:
+        known = set(names[1:]) | {Path(f).stem for f in files[1:]}
+        tolerances.check_names(known | {Path(f).name for f in files[1:]})
     arrays = load_outputs(files)
-    results = compare_arrays(arrays, names, files, tolerance=args.tolerance)
-    if args.grid:
-        save_side_by_side(arrays, names, args.grid)
+    summaries = summarize_files(arrays, names, files)
+    results = compare_arrays(
+        arrays,
+        names,
+        files,
+        statistic=statistic,
+        tolerances=tolerances,
+        validate=args.validate,
+    )
+    bad_files = validate_files(summaries) if args.validate else []
+    grid = args.grid if args.grid and is_image_batch(arrays[0]) else None
+    if grid:
+        save_side_by_side(arrays, names, grid)
+        save_error_maps(arrays, results, grid)
+    failed = bool(bad_files) or any(r.passed is False for r in results)
+    checked = tolerances is not None or args.validate
+    report = {
+        "schema": "bigbigan-compare",
+        "schema_version": 1,
+        "reference": files[0],
+        "files": [f.to_json() for f in summaries],
+        "pairs": [r.to_json() for r in results],
+        "validate": bad_files if args.validate else None,
+        "grid": grid,
+        "passed": (not failed) if checked else None,
+    }
+    if args.summary:
+        write_text(args.summary, json.dumps(report, indent=2) + "\n")
     if args.json:
-        print(json.dumps({"reference": files[0], "pairs": [r.to_json() for r in results]}))
+        print(json.dumps(report))
     else:
-        print(format_table(results, names[0]))
+        print(format_report(summaries, results, names[0]))
+        for line in bad_files:
+            print(f"NaN/Inf: {line}")
         if args.grid:
-            print(f"grid: {args.grid}")
-    return 1 if any(r.passed is False for r in results) else 0
+            print(f"grid: {grid}" if grid else f"grid: not written ({files[0]} is not images)")
+        if checked:
+            print("PASS" if not failed else "FAIL")
+    return 1 if failed else 0
+
+
+def _compare_layerwise(args: argparse.Namespace, tolerances) -> int:
+    from bigbigan.fsutil import write_text
+    from bigbigan.layerwise import DEFAULT_MEMORY_MB, format_report, layerwise
+
+    report = layerwise(
+        args.reference,
+        checkpoint=args.checkpoint,
+        inputs=[item for item in args.input.split(",") if item] if args.input else None,
+        batch=args.batch,
+        seed=args.seed,
+        tolerances=tolerances,
+        memory_mb=args.layerwise_memory or DEFAULT_MEMORY_MB,
+        device=args.device,
+        threads=args.threads,
+        progress=None if args.json else lambda text: print(text, file=sys.stderr),
+    )
+    if args.summary:
+        write_text(args.summary, json.dumps(report.to_json(), indent=2) + "\n")
+    print(json.dumps(report.to_json()) if args.json else format_report(report))
+    return 0 if report.passed else 1
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected zero or a positive integer, found {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, found {text}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, found {text}")
+    return value
 
 
 def _pipeline(args: argparse.Namespace) -> None:
@@ -267,23 +394,54 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tolerance", type=float, default=1e-4, help="max abs diff vs the ONNX")
 
-    p = command("infer", _infer, "run a model on .bin inputs (msame's flags)")
+    p = command("infer", _infer, "run a model on .bin/.npy inputs and time it (msame's flags)")
     p.add_argument("--model", required=True, help=".onnx, .ort.onnx, .pt2, .engine or checkpoint")
-    p.add_argument("--input", required=True, help="a.bin,b.bin (model input order) or a folder")
-    p.add_argument("--output", required=True, help="output directory")
+    p.add_argument(
+        "--input",
+        help="a.bin,b.npy in model input order, or x2:b.bin,x1:a.bin by name, or folders of "
+        "per-sample files (one per input), or a make-inputs folder; default: seeded synthetic",
+    )
+    p.add_argument("--output", help="output directory (msame's files); default: write none")
     p.add_argument("--outfmt", default="BIN", type=str.upper, choices=("BIN", "TXT"))
-    p.add_argument("--loop", type=_positive, default=1)
+    p.add_argument("--batch", type=_positive, help="synthetic/folder inputs (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic inputs")
+    p.add_argument("--warmup", type=_non_negative, default=0, help="untimed runs first")
+    runs = p.add_mutually_exclusive_group()
+    runs.add_argument("--loop", type=_positive, help="timed runs (default 1)")
+    runs.add_argument("--duration", type=_seconds, help="time runs for this many seconds")
     p.add_argument("--device", default="cpu")
     p.add_argument("--backend", help="force a backend: torch, onnxruntime, aoti, tensorrt")
     p.add_argument("--threads", type=_positive)
+    p.add_argument("--summary", help="also write the JSON summary here")
 
-    p = command("compare", _compare, "compare output files with a reference (getAcc)")
-    p.add_argument("reference", help="reference .bin (e.g. the PyTorch output)")
-    p.add_argument("others", nargs="+", help="files to compare with it")
+    from bigbigan.stats import STATISTICS
+
+    p = command(
+        "compare",
+        _compare,
+        "compare output files with a reference (getAcc), or an ONNX model with PyTorch "
+        "layer by layer; exit 0 pass, 1 fail, 2 bad usage",
+    )
+    p.add_argument("reference", help="reference .bin/.npy (or, with --layerwise, the .onnx)")
+    p.add_argument("others", nargs="*", help="files to compare with it")
     p.add_argument("--names", help="comma-separated labels, reference first")
-    p.add_argument("--grid", help="PNG with the first 8 images of every file")
+    p.add_argument("--grid", help="PNG with the first 8 images of every file (+ error heat-maps)")
+    p.add_argument("--atol", action="append", help="absolute tolerance: 1e-5 or NAME:1e-4")
+    p.add_argument("--rtol", action="append", help="relative tolerance: 1e-3 or NAME:1e-2")
+    p.add_argument("--statistic", choices=STATISTICS, help="how |diff| is reduced")
+    p.add_argument("--quantile", type=float, default=0.99, help="for --statistic quantile")
     p.add_argument("--tolerance", type=float, help="fail (exit 1) above this mean abs diff")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--validate", action="store_true", help="fail on NaN/Inf in any file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--summary", help="also write the JSON report here")
+    p.add_argument("--layerwise", action="store_true", help="first layer where ONNX != PyTorch")
+    p.add_argument("--checkpoint", help="layerwise: default from the ONNX sidecar")
+    p.add_argument("--input", help="layerwise: inputs as for infer (default: synthetic)")
+    p.add_argument("--batch", type=_positive, help="layerwise: synthetic batch (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="layerwise: synthetic input seed")
+    p.add_argument("--layerwise-memory", type=_seconds, help="layerwise: MB per chunk (512)")
+    p.add_argument("--device", default="cpu", help="layerwise: cpu or cuda")
+    p.add_argument("--threads", type=_positive, help="layerwise: CPU threads")
 
     p = command("pipeline", _pipeline, "every stage, one command, one report")
     p.add_argument("--checkpoint", default=None, help="default: the shipped model")
