@@ -16,11 +16,12 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as serialize
 
 from bigbigan.config import ModelConfig, TrainConfig, from_dict, to_dict
 from bigbigan.errors import BigBiGANError
-from bigbigan.fsutil import atomic_path, ensure_dir, write_text
+from bigbigan.fsutil import ensure_dir, write_bytes, write_text
 from bigbigan.models import BigBiGAN
 
 FORMAT = "bigbigan-checkpoint"
@@ -55,9 +56,9 @@ def _sha256(path: Path) -> str:
 
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    return _sha256(path)
+    data = serialize({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+    write_bytes(path, data)  # not save_file: it would leave the file owner-only (0600)
+    return hashlib.sha256(data).hexdigest()
 
 
 def save(

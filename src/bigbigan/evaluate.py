@@ -30,11 +30,11 @@ from bigbigan.fsutil import ensure_dir, write_text
 from bigbigan.images import save_grid, save_labelled_rows
 from bigbigan.metrics import frechet_distance, label_accuracy, linear_probe, mean_abs_error
 from bigbigan.sampling import class_labels, truncated_normal
+from bigbigan.shipped import MODELS_DIR
 
 EVALUATION_FILE = "evaluation.json"
 RECONSTRUCTIONS_FILE = "reconstructions.png"
 SAMPLES_FILE = "samples.png"
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"  # the repository's models/ folder
 PROBE_TRAIN = 10_000  # real training images the linear probes are fitted on
 GRID_IMAGES = 10
 SAMPLE_GRID = 100
