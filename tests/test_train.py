@@ -140,3 +140,34 @@ def test_cli_reports_errors_in_one_line(tmp_path, capsys):
     assert main(["train", "--dataset", "nope", "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--dataset 'nope'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("sync_bn", [False, True])
+def test_one_process_gloo_group_reproduces_single_process_training(
+    tmp_path, uninterrupted, sync_bn
+):
+    """The data-parallel code path (sharded noise and dropout, gradient all-reduce, buffer sync,
+    synchronised BN) in a world of one process is the single-process recipe, bit for bit; this
+    pins single-process training without a hard-coded hash."""
+    import torch.distributed as dist
+
+    from bigbigan.distributed import Replicas
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        replicas = Replicas(0, 0, 1, torch.device("cpu"), "gloo")
+        cfg = TrainConfig(**TINY, steps=6)
+        out = train.train(
+            cfg,
+            train.model_config_for("digits", ch=8),
+            tmp_path / "r",
+            progress=False,
+            replicas=replicas,
+            sync_bn=sync_bn,
+        )
+    finally:
+        dist.destroy_process_group()
+    for name in (checkpoint.MODEL_FILE, checkpoint.STATE_FILE):
+        assert (out / name).read_bytes() == (uninterrupted / name).read_bytes(), name
+    assert checkpoint.read(out).extra["distributed"] == {"world_size": 1, "sync_bn": sync_bn}

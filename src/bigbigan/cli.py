@@ -33,7 +33,8 @@ def _summary(args: argparse.Namespace) -> None:
     print(f"  generator: {gflop:.3f} GFLOP per image ({gflop * 256:.1f} per batch of 256)")
 
 
-def _train(args: argparse.Namespace) -> None:
+def _train(args: argparse.Namespace) -> int | None:
+    from bigbigan import distributed
     from bigbigan.config import TrainConfig
     from bigbigan.train import model_config_for, train
 
@@ -51,7 +52,20 @@ def _train(args: argparse.Namespace) -> None:
     model_cfg = model_config_for(
         args.dataset, ch=args.ch, conditional=not args.unconditional, init=args.init
     )
-    train(cfg, model_cfg, args.out, resume=args.resume, device=args.device)
+    if args.nproc:
+        return distributed.relaunch(args.nproc, distributed.forwarded_argv("train", vars(args)))
+    with distributed.process_group(args.device) as replicas:
+        device = args.device if replicas is None else replicas.device
+        train(
+            cfg,
+            model_cfg,
+            args.out,
+            resume=args.resume,
+            device=device,
+            replicas=replicas,
+            sync_bn=args.sync_bn,
+        )
+    return None
 
 
 def _make_inputs(args: argparse.Namespace) -> None:
@@ -350,6 +364,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
     p.add_argument("--sample-every", type=int, default=0, help="also checkpoint every N steps")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="several processes: batch-norm statistics over the global batch (default: per rank)",
+    )
+    p.add_argument(
+        "--nproc",
+        type=_positive,
+        help="run as N processes on this node through torchrun (--batch-size is the global batch)",
+    )
 
     p = command("make-inputs", _make_inputs, "write noise and label .bin files (or real images)")
     p.add_argument("--out", required=True, help="directory for fake_image.bin and label.bin")

@@ -4,15 +4,21 @@ Per generator/encoder step: `d_steps` discriminator steps on the same real batch
 noise; the last of them also yields the scores that update G and E (as one gradient tape would).
 Every epoch (and on Ctrl-C) the run directory gets an atomic checkpoint, a sample grid from fixed
 noise and the loss log; a resumed run replays the same batches and noise as an unbroken one.
+
+Under torchrun (`replicas`, see distributed.py) each rank trains on its slice of every global
+batch with the same noise, dropout masks and averaged gradients; only rank 0 writes. Without
+`replicas` nothing here differs from the single-process recipe, bit for bit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +27,7 @@ from tqdm import tqdm
 from bigbigan import checkpoint
 from bigbigan.config import ModelConfig, TrainConfig
 from bigbigan.data import dataset_info, iterate_minibatches, load_dataset
+from bigbigan.distributed import Replicas, deferred_interrupts
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import atomic_path, ensure_dir, write_text
 from bigbigan.images import save_grid
@@ -62,16 +69,27 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 def train_step(
-    run: Run, x: torch.Tensor, y: torch.Tensor | None, cfg: TrainConfig
+    run: Run,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    cfg: TrainConfig,
+    replicas: Replicas | None = None,
 ) -> dict[str, float]:
-    """One generator/encoder step preceded by `cfg.d_steps` discriminator steps."""
+    """One generator/encoder step preceded by `cfg.d_steps` discriminator steps.
+
+    With `replicas`, `x` and `y` are this rank's rows of the global batch; the noise is drawn for
+    the global batch and sliced alike, and gradients are averaged over the ranks before each
+    optimizer step. The losses returned are this rank's.
+    """
     model = run.model
     batch = x.shape[0]
+    world = 1 if replicas is None else replicas.world_size
     autocast = torch.autocast(x.device.type, torch.bfloat16, enabled=cfg.amp)
     d_params, ge_params = model.discriminator_parameters(), model.generator_parameters()
     for i in range(cfg.d_steps):
         last = i == cfg.d_steps - 1
-        z = torch.from_numpy(truncated_normal(run.noise_rng, (batch, model.cfg.z_dim)))
+        noise = truncated_normal(run.noise_rng, (batch * world, model.cfg.z_dim))
+        z = torch.from_numpy(noise if replicas is None else replicas.shard(noise))
         z = z.to(x.device)
         with autocast, torch.set_grad_enabled(last):
             fake, z_hat = model.G(z, y), model.E(x)
@@ -84,6 +102,8 @@ def train_step(
         run.opt_d.zero_grad(set_to_none=True)
         if not last:
             loss_d.backward()
+            if replicas is not None:
+                replicas.average_gradients(d_params)
             run.opt_d.step()
             continue
         loss_ge = generator_encoder_loss(real, fake_scores)
@@ -92,8 +112,12 @@ def train_step(
         run.opt_ge.zero_grad(set_to_none=True)
         for p, g in zip([*d_params, *ge_params], [*grads_d, *grads_ge], strict=True):
             p.grad = g
+        if replicas is not None:
+            replicas.average_gradients([*d_params, *ge_params])
         run.opt_d.step()
         run.opt_ge.step()
+    if replicas is not None:
+        replicas.sync_buffers(model)
     losses = {"loss_d": loss_d.item(), "loss_ge": loss_ge.item()}
     for name, r, f in zip(("x", "z", "xz"), real, fake_scores, strict=True):
         losses[f"s_{name}_real"], losses[f"s_{name}_fake"] = r.mean().item(), f.mean().item()
@@ -112,8 +136,10 @@ def _train_state(run: Run) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, extra
 
 
-def save_run(run: Run, cfg: TrainConfig, out: Path) -> None:
-    tensors, extra = _train_state(run)
+def save_run(run: Run, cfg: TrainConfig, out: Path, extra: dict[str, Any] | None = None) -> None:
+    """Checkpoint and sample grid; `extra` adds keys to checkpoint.json's "extra"."""
+    tensors, state_extra = _train_state(run)
+    extra = {**state_extra, **(extra or {})}
     checkpoint.save(out, run.model, train=cfg, step=run.step, train_state=tensors, extra=extra)
     save_samples(run.model, out / SAMPLES_FILE)
 
@@ -187,14 +213,23 @@ def train(
     out: str | Path,
     *,
     resume: bool = False,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     progress: bool = True,
+    replicas: Replicas | None = None,
+    sync_bn: bool = False,
 ) -> Path:
-    """Train (or resume) a run in directory `out`; return the directory."""
-    out = ensure_dir(out)
+    """Train (or resume) a run in directory `out`; return the directory.
+
+    `replicas` (from `distributed.process_group`) makes this one rank of a data-parallel run:
+    `cfg.batch_size` is the global batch, `device` this rank's; only rank 0 writes to `out`,
+    which every rank must be able to read to `resume`. `sync_bn` computes batch-norm statistics
+    over the global batch instead of each rank's share (no effect in one process).
+    """
+    main = replicas is None or replicas.is_main
+    out = ensure_dir(out) if main else Path(out)
     if not resume and (out / checkpoint.CONFIG_FILE).exists():
         raise BigBiGANError(f"--out {out}: already holds a run; pass --resume or another --out")
-    if cfg.amp and not device.startswith("cuda"):
+    if cfg.amp and not str(device).startswith("cuda"):
         raise BigBiGANError("--amp needs --device cuda")
     torch.manual_seed(cfg.seed)
     model = BigBiGAN(model_cfg).to(device).train()
@@ -207,6 +242,11 @@ def train(
     if resume:
         saved = restore_run(run, out)
         cfg = TrainConfig(**{**saved.__dict__, "steps": cfg.steps, "epochs": cfg.epochs})
+    extra = None
+    if replicas is not None:  # swaps layers in place: the optimizers keep the same parameters
+        local_batch = replicas.local_batch(cfg.batch_size)
+        replicas.prepare(model, local_batch=local_batch, sync_bn=sync_bn)
+        extra = {"distributed": {"world_size": replicas.world_size, "sync_bn": sync_bn}}
     images, labels = load_dataset(cfg.dataset, "train", cfg.data_dir)
     if images.shape[1] != model_cfg.channels:
         raise BigBiGANError(
@@ -220,11 +260,30 @@ def train(
         )
     total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
     log_path = out / LOG_FILE
-    _trim_log(log_path, run.step)
-    bar = tqdm(total=total, initial=run.step, disable=not progress, unit="step", dynamic_ncols=True)
+    if main:
+        _trim_log(log_path, run.step)
+    bar = tqdm(
+        total=total,
+        initial=run.step,
+        disable=not (progress and main),
+        unit="step",
+        dynamic_ncols=True,
+    )
+
+    def save() -> None:
+        if replicas is not None:
+            replicas.check_identical(run.model)
+        if main:
+            save_run(run, cfg, out, extra)
+
+    # Under torchrun a Ctrl-C (or torchrun's SIGTERM) is a flag the ranks agree on after the step.
+    signals = deferred_interrupts() if replicas is not None else contextlib.nullcontext()
     started = time.perf_counter()
     try:
-        with log_path.open("a") as log:
+        with (
+            signals as stop_requested,
+            log_path.open("a") if main else contextlib.nullcontext() as log,
+        ):
             while run.step < total:
                 epoch, skip = divmod(run.step, per_epoch)
                 batches = iterate_minibatches(
@@ -233,29 +292,41 @@ def train(
                 for index, (x, y) in enumerate(batches):
                     if index < skip:
                         continue
-                    losses = train_step(run, x, y if model_cfg.conditional else None, cfg)
+                    if replicas is not None:
+                        x, y = replicas.shard(x), replicas.shard(y)
+                    y_in = y if model_cfg.conditional else None
+                    losses = train_step(run, x, y_in, cfg, replicas)
+                    stop = False
+                    if replicas is not None:
+                        losses, stop = replicas.reduce_step(losses, stop_requested())
                     run.step += 1
-                    log.write(json.dumps({"step": run.step, "epoch": epoch, **losses}) + "\n")
+                    if main:
+                        log.write(json.dumps({"step": run.step, "epoch": epoch, **losses}) + "\n")
                     bar.update()
                     bar.set_postfix(d=f"{losses['loss_d']:.3f}", ge=f"{losses['loss_ge']:.3f}")
                     if not all(math.isfinite(v) for v in losses.values()):
                         raise BigBiGANError(f"training diverged at step {run.step}: {losses}")
                     end_of_epoch = index == per_epoch - 1
                     periodic = cfg.sample_every and run.step % cfg.sample_every == 0
-                    if end_of_epoch or periodic or run.step == total:
-                        log.flush()
-                        save_run(run, cfg, out)
+                    if end_of_epoch or periodic or run.step == total or stop:
+                        if main:
+                            log.flush()
+                        save()
+                    if stop:
+                        raise KeyboardInterrupt
                     if run.step == total:
                         break
     except KeyboardInterrupt:
-        save_run(run, cfg, out)
+        if replicas is None:
+            save_run(run, cfg, out)
         bar.close()
         raise BigBiGANError(
             f"interrupted at step {run.step}; checkpoint saved, continue with --resume --out {out}"
         ) from None
     bar.close()
     elapsed = time.perf_counter() - started
-    plot_losses(log_path, out / LOSSES_FILE)
-    if progress:
+    if main:
+        plot_losses(log_path, out / LOSSES_FILE)
+    if progress and main:
         print(f"trained to step {run.step} in {elapsed:.0f} s; run directory {out}")
     return out
