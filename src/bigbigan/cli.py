@@ -84,14 +84,52 @@ def _make_inputs(args: argparse.Namespace) -> None:
         print(path)
 
 
-def _generate(args: argparse.Namespace) -> None:
+def _generate(args: argparse.Namespace) -> int | None:
     from bigbigan.generate import generate
     from bigbigan.inputs import input_files
 
+    if args.shard_out is not None or args.count is not None:
+        return _generate_shards(args)
+    if args.nproc:
+        raise BigBiGANError("--nproc: only with --count and --shard-out (sharded generation)")
+    if args.input is None or args.out is None:
+        raise BigBiGANError("--input and --out are required (or --count and --shard-out)")
     images = generate(
         args.checkpoint, input_files(args.input), args.out, device=args.device, encoder=args.encoder
     )
     print(f"wrote {args.out}: {images.dtype} {list(images.shape)}")
+    return None
+
+
+def _generate_shards(args: argparse.Namespace) -> int | None:
+    from bigbigan import distributed
+    from bigbigan.generate import generate_shards
+
+    if args.shard_out is None or args.count is None:
+        raise BigBiGANError("--count and --shard-out go together (sharded generation)")
+    if args.input is not None or args.out is not None or args.encoder:
+        raise BigBiGANError("--shard-out: generates its own inputs; drop --input, --out, --encoder")
+    if args.nproc:
+        return distributed.relaunch(args.nproc, distributed.forwarded_argv("generate", vars(args)))
+    with distributed.process_group(args.device, backend="gloo") as replicas:
+        report = generate_shards(
+            args.checkpoint,
+            args.shard_out,
+            args.count,
+            shard_size=args.shard_size,
+            seed=args.seed,
+            batch=args.batch,
+            device=args.device if replicas is None else replicas.device,
+            threads=args.threads,
+            replicas=replicas,
+        )
+    if report.manifest is not None:
+        print(
+            f"{report.directory}: {report.shards} shard(s) of {args.count} samples "
+            f"({len(report.generated)} written, {len(report.kept)} verified and kept); "
+            f"manifest {report.manifest}"
+        )
+    return None
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -386,10 +424,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("generate", _generate, "the PyTorch reference output of a checkpoint (gpu_out)")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--input", required=True, help="make-inputs directory or a.bin,b.bin")
-    p.add_argument("--out", required=True, help="output .bin (NHWC float32)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--input", help="make-inputs directory or a.bin,b.bin")
+    p.add_argument("--out", help="output .bin (NHWC float32)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda (under torchrun: cuda:LOCAL_RANK)")
     p.add_argument("--encoder", action="store_true", help="run the encoder instead")
+    p.add_argument("--count", type=_positive, help="sharded: generate samples 0..COUNT-1")
+    p.add_argument("--shard-out", help="sharded: directory for shards and manifest.json")
+    p.add_argument("--shard-size", type=_positive, default=1000, help="sharded: samples a shard")
+    p.add_argument("--seed", type=int, default=0, help="sharded: noise seed (sample j: [seed, j])")
+    p.add_argument("--batch", type=_positive, default=256, help="sharded: generator batch")
+    p.add_argument("--threads", type=_positive, default=1, help="sharded: CPU threads a process")
+    p.add_argument("--nproc", type=_positive, help="sharded: run as N processes via torchrun")
 
     p = command("export", _export, "freeze the generator (or encoder) to validated ONNX")
     p.add_argument("--checkpoint", required=True)
