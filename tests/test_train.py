@@ -60,15 +60,18 @@ def test_resume_reproduces_uninterrupted_weights(tmp_path, uninterrupted):
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
-def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch, uninterrupted):
+def test_sigint_stops_at_a_step_boundary_and_resumes_exactly(tmp_path, monkeypatch, uninterrupted):
+    """A real SIGINT mid-step: the step finishes, then the checkpoint is written."""
+    import signal
+
     real_step = train.train_step
 
-    def interrupt_at_step_4(run_state, *args):
-        if run_state.step == 3:
-            raise KeyboardInterrupt
+    def signal_during_step_3(run_state, *args):
+        if run_state.step == 2:
+            signal.raise_signal(signal.SIGINT)  # arrives between the D and G/E updates
         return real_step(run_state, *args)
 
-    monkeypatch.setattr(train, "train_step", interrupt_at_step_4)
+    monkeypatch.setattr(train, "train_step", signal_during_step_3)
     with pytest.raises(BigBiGANError, match="interrupted at step 3"):
         run(tmp_path / "r", steps=6)
     monkeypatch.setattr(train, "train_step", real_step)

@@ -37,6 +37,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -277,6 +278,9 @@ def deferred_interrupts() -> Iterator[Callable[[], bool]]:
     function says whether one arrived. Ranks then stop together at a step boundary instead of
     each in the middle of a collective."""
     received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False  # only the main thread may set handlers; signals arrive there anyway
+        return
 
     def handler(signum: int, frame: object) -> None:
         received.append(signum)

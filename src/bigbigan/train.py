@@ -276,9 +276,10 @@ def train(
         if main:
             save_run(run, cfg, out, extra)
 
-    # Under torchrun a Ctrl-C (or torchrun's SIGTERM) is a flag the ranks agree on after the step.
-    signals = deferred_interrupts() if replicas is not None else contextlib.nullcontext()
-    started = time.perf_counter()
+    # A Ctrl-C (or torchrun's SIGTERM) is a flag read after the step, so a checkpoint never
+    # holds a half-done step; under torchrun the ranks agree on it first.
+    signals = deferred_interrupts()
+    started, stop = time.perf_counter(), False
     try:
         with (
             signals as stop_requested,
@@ -296,9 +297,9 @@ def train(
                         x, y = replicas.shard(x), replicas.shard(y)
                     y_in = y if model_cfg.conditional else None
                     losses = train_step(run, x, y_in, cfg, replicas)
-                    stop = False
+                    stop = stop_requested()
                     if replicas is not None:
-                        losses, stop = replicas.reduce_step(losses, stop_requested())
+                        losses, stop = replicas.reduce_step(losses, stop)
                     run.step += 1
                     if main:
                         log.write(json.dumps({"step": run.step, "epoch": epoch, **losses}) + "\n")
@@ -312,18 +313,16 @@ def train(
                         if main:
                             log.flush()
                         save()
-                    if stop:
-                        raise KeyboardInterrupt
-                    if run.step == total:
+                    if stop or run.step == total:
                         break
-    except KeyboardInterrupt:
-        if replicas is None:
-            save_run(run, cfg, out)
+                if stop:
+                    break
+    finally:
         bar.close()
+    if stop:
         raise BigBiGANError(
             f"interrupted at step {run.step}; checkpoint saved, continue with --resume --out {out}"
-        ) from None
-    bar.close()
+        )
     elapsed = time.perf_counter() - started
     if main:
         plot_losses(log_path, out / LOSSES_FILE)
