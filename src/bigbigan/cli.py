@@ -347,9 +347,10 @@ def _seconds(text: str) -> float:
 
 def _pipeline(args: argparse.Namespace) -> None:
     from bigbigan.pipeline import pipeline
+    from bigbigan.shipped import shipped_checkpoint
 
     pipeline(
-        args.checkpoint,
+        args.checkpoint or shipped_checkpoint(),
         args.out,
         targets=args.targets.split(","),
         batch=args.batch,
@@ -359,6 +360,38 @@ def _pipeline(args: argparse.Namespace) -> None:
     )
     print(f"report: {Path(args.out) / 'report.md'} (and report.json)")
     print(f"images: {Path(args.out) / 'grid.png'}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from bigbigan.evaluate import evaluate, format_report
+    from bigbigan.shipped import shipped_checkpoint
+
+    result = evaluate(
+        args.checkpoint or shipped_checkpoint(),
+        classifier_path=args.classifier,
+        n=args.n,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        out_dir=args.out,
+        device=args.device,
+        batch_size=args.batch_size,
+    )
+    print(json.dumps(result, indent=2) if args.json else format_report(result))
+
+
+def _train_classifier(args: argparse.Namespace) -> None:
+    from bigbigan.classifier import train_classifier
+
+    report = train_classifier(
+        args.dataset,
+        args.data_dir,
+        args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+    )
+    print(f"wrote {report.path}: test accuracy {report.test_accuracy:.4f}")
 
 
 def _positive(text: str) -> int:
@@ -511,6 +544,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layerwise-memory", type=_seconds, help="layerwise: MB per chunk (512)")
     p.add_argument("--device", default="cpu", help="layerwise: cpu or cuda")
     p.add_argument("--threads", type=_positive, help="layerwise: CPU threads")
+
+    p = command("evaluate", _evaluate, "quality metrics of a checkpoint (label accuracy, FID...)")
+    p.add_argument("--checkpoint", default=None, help="default: the shipped model")
+    p.add_argument("--classifier", help="default: models/classifier_<dataset>")
+    p.add_argument("--n", type=_positive, default=10000, help="generated images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir")
+    p.add_argument("--out", help="directory for evaluation.json and image grids")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=_positive, default=500)
+    p.add_argument("--json", action="store_true")
+
+    p = command("train-classifier", _train_classifier, "train the evaluation classifier")
+    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--data-dir")
+    p.add_argument("--out", required=True)
+    p.add_argument("--epochs", type=_positive, default=8)
+    p.add_argument("--batch-size", type=_positive, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
 
     p = command("pipeline", _pipeline, "every stage, one command, one report")
     p.add_argument("--checkpoint", default=None, help="default: the shipped model")
