@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from bigbigan import classifier
+from bigbigan.checkpoint import sha256_file
 from bigbigan.classifier import Classifier, ClassifierConfig, train_classifier
+from bigbigan.cli import main
 from bigbigan.errors import BigBiGANError
 
 TINY = ClassifierConfig(width=8, feature_dim=16)
@@ -66,7 +68,7 @@ def test_unreadable_weights_are_an_error(tmp_path: Path) -> None:
     weights = tmp_path / classifier.WEIGHTS_FILE
     weights.write_bytes(b"not safetensors")
     doc = json.loads((tmp_path / classifier.CONFIG_FILE).read_text())
-    doc["files"][classifier.WEIGHTS_FILE] = classifier._sha256(weights)  # digest matches
+    doc["files"][classifier.WEIGHTS_FILE] = sha256_file(weights)  # digest matches
     (tmp_path / classifier.CONFIG_FILE).write_text(json.dumps(doc))
     with pytest.raises(BigBiGANError, match="not a readable safetensors file"):
         classifier.load(tmp_path)
@@ -99,6 +101,8 @@ def test_bad_arguments(tmp_path: Path) -> None:
         train_classifier("nope", None, tmp_path, epochs=1, batch_size=8, seed=0, progress=False)
 
 
-def test_module_entry_point_reports_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    assert classifier.main(["--dataset", "nope", "--out", "/tmp/unused", "--epochs", "1"]) == 1
+def test_cli_reports_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    argv = ["train-classifier", "--dataset", "nope", "--out", str(tmp_path / "c"), "--epochs", "1"]
+    assert main(argv) == 1
     assert "error: --dataset 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

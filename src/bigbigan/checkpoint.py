@@ -47,7 +47,7 @@ class Checkpoint:
         return self.train.dataset if self.train else None
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -55,7 +55,8 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
+    """Write tensors atomically as safetensors; return the file's sha256."""
     data = serialize({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
     write_bytes(path, data)  # not save_file: it would leave the file owner-only (0600)
     return hashlib.sha256(data).hexdigest()
@@ -72,9 +73,9 @@ def save(
 ) -> Checkpoint:
     """Write a checkpoint directory; `checkpoint.json` goes last."""
     directory = ensure_dir(directory)
-    files = {MODEL_FILE: _save_tensors(directory / MODEL_FILE, model.state_dict())}
+    files = {MODEL_FILE: write_safetensors(directory / MODEL_FILE, model.state_dict())}
     if train_state is not None:
-        files[STATE_FILE] = _save_tensors(directory / STATE_FILE, train_state)
+        files[STATE_FILE] = write_safetensors(directory / STATE_FILE, train_state)
     ckpt = Checkpoint(directory, model.cfg, train, step, extra or {}, files)
     document = {
         "format": FORMAT,
@@ -120,16 +121,21 @@ def read(path: str | Path) -> Checkpoint:
     )
 
 
-def load_tensors(ckpt: Checkpoint, name: str, verify: bool = True) -> dict[str, torch.Tensor]:
+def load_tensors(ckpt: Checkpoint, name: str) -> dict[str, torch.Tensor]:
     """Load one of the checkpoint's safetensors files, checking it is the one the JSON names."""
-    path = ckpt.directory / name
-    if name not in ckpt.files:
-        raise BigBiGANError(f"{ckpt.directory / CONFIG_FILE}: lists no {name}")
-    if not path.exists():
+    return load_verified(ckpt.directory, ckpt.files, name)
+
+
+def load_verified(directory: Path, files: dict[str, str], name: str) -> dict[str, torch.Tensor]:
+    """Load `directory/name`, which the JSON beside it lists in `files` with its sha256."""
+    path = directory / name
+    if name not in files:
+        raise BigBiGANError(f"{directory}: its JSON lists no {name}")
+    if not path.is_file():
         raise BigBiGANError(f"{path}: file missing")
-    if verify and _sha256(path) != ckpt.files[name]:
+    if sha256_file(path) != files[name]:
         raise BigBiGANError(
-            f"{path}: contents do not match the sha256 in {CONFIG_FILE} (truncated or replaced?)"
+            f"{path}: contents do not match the sha256 in its JSON (truncated or replaced?)"
         )
     try:
         return load_file(str(path))

@@ -9,17 +9,13 @@ A saved classifier is a directory: `classifier.json` (config, dataset, accuracy,
 weights) and `classifier.safetensors`. The JSON is written last, as for checkpoints.
 
 Reproduce the shipped Fashion-MNIST classifier with
-`python -m bigbigan.classifier --dataset fashion_mnist --out models/classifier_fashion_mnist`.
+`bigbigan train-classifier --dataset fashion_mnist --out models/classifier_fashion_mnist`.
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
-import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,15 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-from safetensors.torch import save as save_tensors
 from torch import nn
 
+from bigbigan.checkpoint import load_state, load_verified, write_safetensors
 from bigbigan.config import from_dict, to_dict
 from bigbigan.data import SIZE, dataset_info, load_dataset
 from bigbigan.errors import BigBiGANError
-from bigbigan.fsutil import ensure_dir, write_bytes, write_text
+from bigbigan.fsutil import ensure_dir, write_text
 
 FORMAT = "bigbigan-classifier"
 VERSION = 1
@@ -253,14 +247,6 @@ def train_classifier(
 # --- save / load -----------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save(
     directory: str | Path,
     model: Classifier,
@@ -270,9 +256,7 @@ def save(
 ) -> Path:
     """Write `classifier.safetensors`, then `classifier.json` naming its sha256."""
     directory = ensure_dir(directory)
-    weights = directory / WEIGHTS_FILE
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    write_bytes(weights, save_tensors(tensors))  # bytes, then atomic: normal permissions
+    digest = write_safetensors(directory / WEIGHTS_FILE, model.state_dict())
     training: dict[str, Any] | None = None
     if report is not None:
         training = {k: v for k, v in report.__dict__.items() if k != "path"}
@@ -283,7 +267,7 @@ def save(
         "config": to_dict(model.cfg),
         "test_accuracy": None if report is None else report.test_accuracy,
         "training": training,
-        "files": {WEIGHTS_FILE: _sha256(weights)},
+        "files": {WEIGHTS_FILE: digest},
     }
     write_text(directory / CONFIG_FILE, json.dumps(document, indent=2) + "\n")
     return directory
@@ -335,76 +319,7 @@ def read(path: str | Path) -> ClassifierInfo:
 def load(path: str | Path, device: str = "cpu") -> tuple[Classifier, ClassifierInfo]:
     """Rebuild a saved classifier in eval mode, checking the weights against the JSON."""
     info = read(path)
-    weights = info.directory / WEIGHTS_FILE
-    if WEIGHTS_FILE not in info.files:
-        raise BigBiGANError(f"{info.directory / CONFIG_FILE}: lists no {WEIGHTS_FILE}")
-    if not weights.is_file():
-        raise BigBiGANError(f"{weights}: file missing")
-    if _sha256(weights) != info.files[WEIGHTS_FILE]:
-        raise BigBiGANError(
-            f"{weights}: contents do not match the sha256 in {CONFIG_FILE} (truncated or replaced?)"
-        )
-    try:
-        tensors = load_file(str(weights))
-    except (SafetensorError, OSError) as e:
-        raise BigBiGANError(f"{weights}: not a readable safetensors file ({e})") from None
+    tensors = load_verified(info.directory, info.files, WEIGHTS_FILE)
     model = Classifier(info.config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise BigBiGANError(
-            f"{weights}: does not match the classifier config in {CONFIG_FILE} "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
-    for key, value in tensors.items():
-        if value.shape != expected[key].shape:
-            raise BigBiGANError(
-                f"{weights}: {key} has shape {list(value.shape)}, "
-                f"the config in {CONFIG_FILE} expects {list(expected[key].shape)}"
-            )
-    model.load_state_dict(tensors)
+    load_state(model, tensors, info.directory / WEIGHTS_FILE)
     return model.to(device).eval(), info
-
-
-# --- `python -m bigbigan.classifier` ---------------------------------------------------------
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bigbigan.classifier",
-        description="Train the evaluation classifier and save it (safetensors + JSON).",
-    )
-    parser.add_argument("--dataset", default="fashion_mnist")
-    parser.add_argument("--data-dir", default=None, help="dataset folder (default: per dataset)")
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    try:
-        report = train_classifier(
-            args.dataset,
-            args.data_dir,
-            args.out,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            device=args.device,
-        )
-    except BigBiGANError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(
-        f"test accuracy {report.test_accuracy:.4f} after {report.epochs} epochs "
-        f"in {report.train_seconds:.0f} s; saved to {report.path}"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -380,8 +380,12 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _train_classifier(args: argparse.Namespace) -> None:
+    import torch
+
     from bigbigan.classifier import train_classifier
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     report = train_classifier(
         args.dataset,
         args.data_dir,
@@ -392,6 +396,44 @@ def _train_classifier(args: argparse.Namespace) -> None:
         device=args.device,
     )
     print(f"wrote {report.path}: test accuracy {report.test_accuracy:.4f}")
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from bigbigan.bench import (
+        BACKENDS,
+        PRECISIONS,
+        bench,
+        format_table,
+        parse_batch_sizes,
+        parse_names,
+    )
+
+    def log(message: str) -> None:
+        if not args.json:
+            print(message, file=sys.stderr, flush=True)
+
+    result = bench(
+        args.checkpoint,
+        ch=args.ch,
+        batch_sizes=parse_batch_sizes(args.batch_sizes),
+        repeats=args.repeats,
+        warmup=args.warmup,
+        device=args.device,
+        backends=parse_names(args.backends, BACKENDS, "--backends"),
+        precisions=parse_names(args.precisions, PRECISIONS, "--precisions"),
+        threads=args.threads,
+        micro_batch=args.micro_batch,
+        out=args.out,
+        classifier=args.classifier,
+        log=log,
+    )
+    if args.json:
+        print(json.dumps(result.to_json()))
+        return
+    print(format_table(result.rows, result.meta["ratio_reference"]))
+    for item in result.skipped:
+        print(f"skipped {item['backend']} {item['precision']}: {item['reason']}")
+    print(f"json: {result.json_path}\nchart: {result.chart_path}")
 
 
 def _positive(text: str) -> int:
@@ -563,6 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive, default=8)
     p.add_argument("--batch-size", type=_positive, default=128)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive, help="torch CPU threads (results depend on it)")
     p.add_argument("--device", default="cpu")
 
     p = command("pipeline", _pipeline, "every stage, one command, one report")
@@ -573,6 +616,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", type=_positive, default=5)
     p.add_argument("--device", default="cpu")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max mean abs diff per stage")
+    p = command("bench", _bench, "every backend and precision side by side: speed and accuracy")
+    p.add_argument("--checkpoint", help="default: random weights at --ch")
+    p.add_argument("--ch", type=_positive, default=64, help="random weights: base width")
+    p.add_argument("--batch-sizes", default="1,16,256")
+    p.add_argument("--repeats", type=_positive, default=10, help="timed calls per row")
+    p.add_argument("--warmup", type=_non_negative, default=2, help="untimed calls per row")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--backends", help="subset of torch,onnxruntime,ort,aoti,openvino,cudagraph")
+    p.add_argument("--precisions", help="subset of fp32,bf16,fp16,int8 (default: all)")
+    p.add_argument("--threads", type=_positive, help="CPU threads of every backend")
+    p.add_argument("--micro-batch", type=_non_negative, default=32, help="aoti slices; 0: off")
+    p.add_argument("--classifier", help="evaluation classifier for label accuracy")
+    p.add_argument("--out", default="out/bench", help="bench.json, bench.png, artifacts/")
+    p.add_argument("--json", action="store_true", help="print the JSON instead of the table")
     return parser
 
 
