@@ -131,8 +131,8 @@ def test_static_source_keeps_its_batch(tiny_onnx: ExportReport, tmp_path: Path) 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"target": "ort", "precision": "int8"}, "precision int8 for target ort is not supported"),
-        ({"target": "aoti", "precision": "bf16"}, "precision bf16 for target aoti is not supp"),
+        ({"target": "ort", "precision": "bf16"}, "precision bf16 for target ort is not supported"),
+        ({"target": "ascend", "precision": "int8"}, "precision int8 for target ascend is not supp"),
         ({"target": "ort", "precision": "fp64"}, "--precision fp64: expected one of"),
         ({"target": "tflite"}, "--target tflite: expected one of ort, aoti, tensorrt, ascend"),
         ({"target": "ort", "device": "npu"}, "--device npu"),

@@ -1,0 +1,165 @@
+"""Reduced precision: every (target, precision) builder against the fp32 source within its bounds,
+the accuracy cost in the sidecar, calibration inputs, and clear refusals (tiny width, ch=8)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import bigbigan.compile as compile_module
+from bigbigan.compile import (
+    CALIBRATION_SAMPLES,
+    PRECISION_LIMITS,
+    CompileReport,
+    calibration_feeds,
+    compile_model,
+)
+from bigbigan.config import ModelConfig
+from bigbigan.errors import BigBiGANError
+from bigbigan.export import ExportReport, random_feed
+from bigbigan.runtimes import open_runner
+from bigbigan.runtimes.torch import offline_specs
+from bigbigan.sampling import TRUNCATION
+
+HAS_TORCHAO = importlib.util.find_spec("torchao") is not None
+HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
+
+
+def _diff_vs_source(
+    source: Path, compiled: Path, batch: int, seed: int = 11
+) -> tuple[float, float]:
+    """(mean, max) abs difference of two model files on a seeded feed unlike compile's own."""
+    with open_runner(source) as a, open_runner(compiled) as b:
+        feed = random_feed(a.inputs, batch, num_classes=10, seed=seed)
+        diff = np.abs(a.infer(feed)["images"] - b.infer(feed)["images"])
+    return float(diff.mean()), float(diff.max())
+
+
+def _check_reduced(report: CompileReport, source: ExportReport, precision: str) -> None:
+    mean_bound, max_bound = PRECISION_LIMITS[precision]
+    assert report.precision == precision
+    assert 0 < report.mean_abs_diff <= mean_bound and report.max_abs_diff <= max_bound
+    meta = json.loads(report.sidecar.read_text())
+    assert meta["precision"] == precision
+    accuracy = meta["accuracy"]
+    assert accuracy["mean_abs_diff"] == report.mean_abs_diff
+    assert accuracy["bounds"] == {"mean": mean_bound, "max": max_bound}
+    assert ("calibration" in meta) == (precision == "int8")
+    for batch in (1, 16):  # dynamic batch kept; fresh inputs stay within the bounds
+        mean, worst = _diff_vs_source(source.path, report.path, batch)
+        assert mean <= mean_bound and worst <= max_bound
+    assert not [p for p in report.path.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_calibration_feeds_follow_the_training_noise() -> None:
+    specs, _ = offline_specs(ModelConfig(ch=8))
+    feeds = calibration_feeds(specs, 10)
+    assert sum(f["x1"].shape[0] for f in feeds) == CALIBRATION_SAMPLES
+    z = np.concatenate([f["x1"] for f in feeds])
+    y = np.concatenate([f["x2"] for f in feeds])
+    assert z.dtype == np.float32 and np.abs(z).max() <= TRUNCATION and abs(z.std() - 0.88) < 0.05
+    assert y.dtype == np.int32 and set(np.unique(y)) == set(range(10))
+    again = calibration_feeds(specs, 10)
+    assert all(np.array_equal(a["x1"], b["x1"]) for a, b in zip(feeds, again, strict=True))
+    small = calibration_feeds(specs, 10, samples=70, batch=32)
+    assert [f["x1"].shape[0] for f in small] == [32, 32, 6]
+
+
+def test_ort_int8(tiny_onnx: ExportReport, tmp_path: Path) -> None:
+    report = compile_model(tiny_onnx.path, target="ort", precision="int8", out=tmp_path / "G.onnx")
+    _check_reduced(report, tiny_onnx, "int8")
+    ops = {node.op_type for node in onnx.load(str(report.path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert "QDQ" in report.note and "per-channel" in report.note
+    meta = json.loads(report.sidecar.read_text())
+    assert meta["calibration"]["samples"] == CALIBRATION_SAMPLES
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["G.onnx", "G.onnx.json"]
+
+
+def test_bounds_are_enforced(
+    tiny_onnx: ExportReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(compile_module.PRECISION_LIMITS, "int8", (1e-9, 1e-9))
+    with pytest.raises(BigBiGANError, match="beyond the int8 bounds .*nothing written"):
+        compile_model(tiny_onnx.path, target="ort", precision="int8", out=tmp_path / "G.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"target": "ort", "precision": "int8", "out": "G.ort"}, "int8 .* writes an .onnx"),
+        ({"target": "ort", "precision": "int8", "device": "cuda"}, "int8 for target ort is CPU"),
+        ({"target": "aoti", "precision": "fp16", "out": "G.pt2"}, "fp16 .* for CUDA GPUs"),
+        (
+            {"target": "aoti", "precision": "int8", "out": "G.pt2", "device": "cuda"},
+            "int8 for target aoti is CPU-only",
+        ),
+        ({"target": "tensorrt", "precision": "int8", "out": "G.engine"}, "not supported yet"),
+    ],
+)
+def test_unsupported_combinations(
+    tiny_onnx: ExportReport, tmp_path: Path, kwargs: dict, message: str
+) -> None:
+    kwargs = {"out": "G.onnx", **kwargs}
+    kwargs["out"] = tmp_path / kwargs["out"]
+    with pytest.raises(BigBiGANError, match=message):
+        compile_model(tiny_onnx.path, **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_aoti_bf16(tiny_onnx: ExportReport, tmp_path: Path) -> None:
+    report = compile_model(tiny_onnx.path, target="aoti", precision="bf16", out=tmp_path / "G.pt2")
+    _check_reduced(report, tiny_onnx, "bf16")
+    meta = json.loads(report.sidecar.read_text())
+    assert meta["format"] == "bigbigan-aoti" and meta["inductor_configs"] == {"freezing": True}
+    assert meta["outputs"][0]["dtype"] == "float32"  # the fp32 interface is kept
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TORCHAO, reason="torchao (PT2E quantisation) is not installed")
+def test_aoti_int8(tiny_onnx: ExportReport, tmp_path: Path) -> None:
+    report = compile_model(tiny_onnx.path, target="aoti", precision="int8", out=tmp_path / "G.pt2")
+    _check_reduced(report, tiny_onnx, "int8")
+
+
+@pytest.mark.skipif(HAS_TORCHAO, reason="torchao is installed here")
+def test_aoti_int8_without_torchao_is_a_clear_error(
+    tiny_onnx: ExportReport, tmp_path: Path
+) -> None:
+    with pytest.raises(BigBiGANError, match="needs torchao"):
+        compile_model(tiny_onnx.path, target="aoti", precision="int8", out=tmp_path / "G.pt2")
+
+
+@pytest.mark.slow
+def test_aoti_inductor_configs(tiny_onnx: ExportReport, tmp_path: Path) -> None:
+    report = compile_model(
+        tiny_onnx.path, target="aoti", out=tmp_path / "G.pt2", inductor_configs={"freezing": True}
+    )
+    assert report.max_abs_diff <= 1e-5 and report.mean_abs_diff is None
+    assert json.loads(report.sidecar.read_text())["inductor_configs"] == {"freezing": True}
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="OpenVINO is not installed")
+def test_openvino_runner(tiny_onnx: ExportReport) -> None:
+    from bigbigan.runtimes.openvino import OpenVINORunner
+
+    feed = random_feed(tiny_onnx.inputs, 6, num_classes=10, seed=2)
+    with open_runner(tiny_onnx.path) as ort:
+        expected = ort.infer(feed)["images"]
+    with OpenVINORunner(tiny_onnx.path, threads=1) as runner:
+        assert [s.name for s in runner.inputs] == ["x1", "x2"]
+        assert runner.outputs[0].name == "images" and runner.outputs[0].shape[1:] == (32, 32, 1)
+        assert np.abs(runner.infer(feed)["images"] - expected).max() <= 1e-5
+    with OpenVINORunner(tiny_onnx.path, precision="bf16") as runner:
+        assert np.abs(runner.infer(feed)["images"] - expected).mean() <= PRECISION_LIMITS["bf16"][0]
+    with pytest.raises(BigBiGANError, match="openvino precision 'int4'"):
+        OpenVINORunner(tiny_onnx.path, precision="int4")
+    with pytest.raises(BigBiGANError, match="runs on the CPU only"):
+        OpenVINORunner(tiny_onnx.path, device="cuda")
