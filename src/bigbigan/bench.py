@@ -1,0 +1,889 @@
+"""`bigbigan bench`: every backend and precision side by side, in one process, on the same inputs.
+
+    rows = bench(None, ch=64, batch_sizes=(1, 16, 256), out="out/bench").rows
+
+One checkpoint (given, or random weights with measured batch-norm statistics) is exported once
+and compiled for every target that is available here; then, per batch size, every candidate runs
+the same seeded inputs: warm-up calls (excluded; they give the accuracy figures), then `repeats`
+timed calls (`time_calls`). Each row has images/s (batch / median latency), the median latency
+and its spread (p10, p90, IQR), the mean/max absolute pixel difference against PyTorch fp32 on
+the same inputs, and the speed ratio against the plain ONNX Runtime fp32 session (`bigbigan
+export`'s file, default options) measured in the same run. Output: a table, `bench.json`,
+`bench.png`.
+
+On a GPU (`device="cuda"`) the candidates are PyTorch eager and CUDA graphs in fp32/bf16/fp16,
+AOTInductor packages for CUDA, and ONNX Runtime's CUDA provider where installed; every row also
+reports the fraction of the GPU's dense bf16 peak that it reaches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bigbigan.errors import BigBiGANError
+from bigbigan.fsutil import atomic_path, ensure_dir, write_text
+
+FORMAT = "bigbigan-bench"
+VERSION = 1
+BATCH_SIZES = (1, 16, 256)
+BACKENDS = ("torch", "onnxruntime", "ort", "aoti", "openvino", "cudagraph")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+REFERENCE = (
+    "onnxruntime",
+    "fp32",
+    "",
+)  # the row every ratio divides by (backend, precision, variant)
+DEFAULT_MICRO_BATCH = 32  # AOTInductor packages also run large batches in slices of this size
+RANDOM_SEED = 0
+LABEL_SAMPLES = 1000
+
+# Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, matched in order against the CUDA
+# device name: the first entry found in it wins ("H100 PCIe" before "H100", "L40S" before "L4").
+GPU_BF16_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H200", 989.0),
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.0),  # SXM (HBM3)
+    ("B200", 2250.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("L4", 121.0),
+    ("A10", 125.0),
+    ("4090", 165.0),
+)
+
+
+@dataclass
+class Row:
+    """One (backend, precision, variant) at one batch size."""
+
+    backend: str
+    precision: str
+    variant: str  # "", "channels-last", "micro-batch 32", "cuda graph", ...
+    batch: int
+    images_per_s: float  # batch / median latency
+    latency_ms: float  # median over the repeats
+    p10_ms: float
+    p90_ms: float
+    iqr_ms: float
+    repeats: int
+    mean_abs_diff: float  # vs PyTorch fp32 eager, same inputs
+    max_abs_diff: float
+    ratio: float | None = None  # images/s over the reference row's at the same batch
+    label_accuracy: float | None = None  # evaluation classifier on generated images
+    peak_fraction: float | None = None  # GPU: achieved FLOP/s over the dense bf16 peak
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        return " ".join(x for x in (self.backend, self.precision, self.variant) if x)
+
+
+@dataclass
+class BenchResult:
+    rows: list[Row]
+    skipped: list[dict[str, str]]  # candidates that could not run here, and why
+    meta: dict[str, Any]
+    json_path: Path | None = None
+    chart_path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.meta,
+            "summary": summarise(self.rows),
+            "rows": [asdict(r) for r in self.rows],
+            "skipped": self.skipped,
+        }
+
+
+# ---- timing and statistics ----
+
+
+def latency_stats(seconds: Sequence[float]) -> dict[str, float]:
+    """Median, p10, p90 and IQR of per-call latencies, in milliseconds."""
+    if not seconds:
+        raise BigBiGANError("no timings to summarise")
+    ms = np.asarray(seconds, dtype=np.float64) * 1e3
+    p10, q1, median, q3, p90 = np.percentile(ms, [10, 25, 50, 75, 90])
+    return {
+        "latency_ms": float(median),
+        "p10_ms": float(p10),
+        "p90_ms": float(p90),
+        "iqr_ms": float(q3 - q1),
+    }
+
+
+def parse_batch_sizes(text: str) -> tuple[int, ...]:
+    """`"1,16,256"` -> (1, 16, 256); anything else is a one-line error."""
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise BigBiGANError(f"--batch-sizes {text}: expected comma-separated integers") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise BigBiGANError(f"--batch-sizes {text}: expected positive integers")
+    return sizes
+
+
+def parse_names(text: str | None, known: Sequence[str], flag: str) -> tuple[str, ...]:
+    """A comma-separated subset of `known` (None: all of them)."""
+    if text is None:
+        return tuple(known)
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise BigBiGANError(f"{flag} {text}: expected a comma-separated subset of {known}")
+    return names
+
+
+def time_calls(
+    infer: Callable[[dict[str, np.ndarray]], np.ndarray],
+    feed: dict[str, np.ndarray],
+    *,
+    warmup: int,
+    repeats: int,
+    sync: Callable[[], None] = lambda: None,
+) -> tuple[np.ndarray, list[float]]:
+    """`warmup` untimed calls (at least one: its output is returned for the accuracy figures),
+    then `repeats` timed ones (perf_counter, a device synchronise on either side).
+
+    One candidate's calls run back to back, its warm-up right before them: the thread pools of
+    the candidate before it (ONNX Runtime's spinning workers, OpenMP, TBB) have gone quiet by the
+    first timed call. Interleaving candidates call by call was tried and measured each one
+    against the previous one's spinning threads instead, worst at batch 1.
+    """
+    output = None
+    for _ in range(max(warmup, 1)):
+        output = infer(feed)
+    sync()
+    seconds = []
+    for _ in range(repeats):
+        sync()
+        started = time.perf_counter()
+        infer(feed)
+        sync()
+        seconds.append(time.perf_counter() - started)
+    return output, seconds
+
+
+# ---- candidates ----
+
+
+Infer = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+@dataclass
+class Candidate:
+    """Something to time: `open()` returns a function feed -> images (host float32 NHWC)."""
+
+    backend: str
+    precision: str
+    variant: str
+    open: Callable[[], Infer]
+    close: Callable[[], None] = lambda: None
+    min_batch: int = 1  # smaller batches skip it (a micro-batched row below its slice size)
+    note: str = ""
+
+
+def _runner_candidate(
+    backend: str, precision: str, variant: str, make: Callable[[], Any], note: str = ""
+) -> Candidate:
+    """A candidate over a bigbigan Runner (loaded on open, closed on close)."""
+    state: dict[str, Any] = {}
+
+    def open_() -> Infer:
+        runner = make()
+        runner.load()
+        state["runner"] = runner
+        output = runner.outputs[0].name
+        return lambda feed: runner.infer(feed)[output]
+
+    def close() -> None:
+        if "runner" in state:
+            state.pop("runner").close()
+
+    return Candidate(backend, precision, variant, open_, close, note=note)
+
+
+def micro_batched(infer: Infer, size: int) -> Infer:
+    """Run a batch in slices of `size` and concatenate: large activations stay in cache."""
+
+    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+        n = next(iter(feed.values())).shape[0]
+        if n <= size:
+            return infer(feed)
+        parts = [infer({k: v[i : i + size] for k, v in feed.items()}) for i in range(0, n, size)]
+        return np.concatenate(parts)
+
+    return run
+
+
+def _torch_candidates(checkpoint: Path, device: str, precisions: Sequence[str]) -> list[Candidate]:
+    """PyTorch eager fp32 (the accuracy reference), channels-last, and bf16/fp16 eager."""
+    import torch
+
+    from bigbigan.checkpoint import load_model
+    from bigbigan.compile import cast_module
+    from bigbigan.models import offline_module
+
+    model, _ = load_model(checkpoint)
+
+    def eager(dtype: Any = None, channels_last: bool = False) -> Callable[[], Infer]:
+        def open_() -> Infer:
+            module = offline_module(model).eval().to(device)
+            if channels_last:
+                module = module.to(memory_format=torch.channels_last)
+            if dtype is not None:
+                module = cast_module(module, dtype)
+
+            def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+                args = [torch.from_numpy(v).to(device) for v in feed.values()]
+                with torch.inference_mode():
+                    return module(*args).cpu().numpy()
+
+            return run
+
+        return open_
+
+    rows = [Candidate("torch", "fp32", "", eager())]
+    if device == "cpu":
+        rows.append(Candidate("torch", "fp32", "channels-last", eager(channels_last=True)))
+    if "bf16" in precisions:
+        cl = device == "cpu"
+        rows.append(
+            Candidate("torch", "bf16", "channels-last" if cl else "", eager(torch.bfloat16, cl))
+        )
+    if "fp16" in precisions and device != "cpu":
+        rows.append(Candidate("torch", "fp16", "", eager(torch.float16)))
+    return rows
+
+
+def _cudagraph_candidates(
+    checkpoint: Path, device: str, precisions: Sequence[str]
+) -> list[Candidate]:
+    """PyTorch eager captured once per batch size into a CUDA graph, replayed on static input
+    buffers: one launch per batch instead of one per kernel."""
+    import torch
+
+    from bigbigan.checkpoint import load_model
+    from bigbigan.compile import cast_module
+    from bigbigan.models import offline_module
+
+    model, _ = load_model(checkpoint)
+
+    def graphed(dtype: Any) -> Callable[[], Infer]:
+        def open_() -> Infer:
+            module = offline_module(model).eval().to(device)
+            if dtype is not None:
+                module = cast_module(module, dtype)
+            graphs: dict[int, tuple[Any, list[Any], Any]] = {}
+
+            def capture(feed: dict[str, np.ndarray]) -> tuple[Any, list[Any], Any]:
+                static = [torch.from_numpy(v).to(device) for v in feed.values()]
+                stream = torch.cuda.Stream(device)
+                stream.wait_stream(torch.cuda.current_stream(device))
+                with torch.cuda.stream(stream), torch.inference_mode():
+                    for _ in range(2):  # warm up cuDNN's algorithm choice outside the graph
+                        module(*static)
+                torch.cuda.current_stream(device).wait_stream(stream)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph), torch.inference_mode():
+                    output = module(*static)
+                return graph, static, output
+
+            def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+                n = next(iter(feed.values())).shape[0]
+                if n not in graphs:
+                    graphs[n] = capture(feed)
+                graph, static, output = graphs[n]
+                for buffer, value in zip(static, feed.values(), strict=True):
+                    buffer.copy_(torch.from_numpy(value), non_blocking=False)
+                graph.replay()
+                return output.cpu().numpy()
+
+            return run
+
+        return open_
+
+    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    return [
+        Candidate("cudagraph", p, "", graphed(dtypes[p]))
+        for p in ("fp32", "bf16", "fp16")
+        if p in precisions
+    ]
+
+
+# ---- the model under test ----
+
+
+def random_checkpoint(
+    directory: Path, *, ch: int, dataset: str = "fashion_mnist", seed: int = RANDOM_SEED
+) -> Path:
+    """A checkpoint with random weights (the reference initialisation, seeded) whose batch-norm
+    running statistics are measured on generator inputs, so that images are not saturated at 0
+    or 1 (with the initial statistics they are, and pixel differences would mean nothing)."""
+    import torch
+
+    from bigbigan import checkpoint
+    from bigbigan.models import BigBiGAN
+    from bigbigan.sampling import truncated_normal
+    from bigbigan.train import model_config_for
+
+    cfg = model_config_for(dataset, ch=ch, conditional=True)
+    torch.manual_seed(seed)
+    model = BigBiGAN(cfg)
+    norms = [m for m in model.G.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the calibration batches
+    rng = np.random.default_rng(seed)
+    model.G.train()
+    with torch.no_grad():
+        for _ in range(4):
+            z = torch.from_numpy(truncated_normal(rng, (256, cfg.z_dim)))
+            model.G(z, torch.from_numpy(rng.integers(0, cfg.num_classes, 256)))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.eval()
+    checkpoint.save(directory, model, extra={"random_weights": {"seed": seed, "dataset": dataset}})
+    return directory
+
+
+# ---- label accuracy (the evaluation classifier) ----
+
+
+def default_classifier(dataset: str | None) -> Path | None:
+    """The shipped evaluation classifier for `dataset`, if there is one."""
+    if dataset is None:
+        return None
+    try:
+        from bigbigan.evaluate import default_classifier_path
+
+        return default_classifier_path(dataset)
+    except (ImportError, BigBiGANError):
+        return None
+
+
+def generated_label_accuracy(
+    infer: Infer,
+    classifier_dir: str | Path,
+    num_classes: int,
+    z_dim: int = 100,
+    samples: int = LABEL_SAMPLES,
+    batch: int = 100,
+    seed: int = 0,
+) -> float:
+    """The evaluation classifier's accuracy on images from `infer` (any backend) against the
+    labels they were generated for: noise from the training distribution, every class equally
+    often. Comparable across backends: the same seed gives the same inputs."""
+    import torch
+
+    from bigbigan import classifier as classifier_module
+    from bigbigan.metrics import label_accuracy
+    from bigbigan.sampling import class_labels, truncated_normal
+
+    model, _ = classifier_module.load(classifier_dir)
+    rng = np.random.default_rng(seed)
+    z = truncated_normal(rng, (samples, z_dim))
+    y = class_labels(samples, num_classes)
+    images = np.concatenate(
+        [infer({"x1": z[i : i + batch], "x2": y[i : i + batch]}) for i in range(0, samples, batch)]
+    )
+    logits, _ = classifier_module.predict_batched(
+        model, torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    )
+    return label_accuracy(logits, y)
+
+
+# ---- the run ----
+
+
+def _machine(device: str) -> dict[str, Any]:
+    import onnxruntime
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+    try:
+        import openvino
+
+        info["openvino"] = openvino.__version__
+    except ImportError:
+        pass
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def gpu_bf16_peak(name: str) -> float | None:
+    """Dense bf16 peak of a GPU in FLOP/s, from its name (None when not in the table)."""
+    for key, tflops in GPU_BF16_PEAK_TFLOPS:
+        if key.lower() in name.lower():
+            return tflops * 1e12
+    return None
+
+
+def _candidates(
+    *,
+    checkpoint: Path,
+    onnx_path: Path,
+    work: Path,
+    device: str,
+    backends: Sequence[str],
+    precisions: Sequence[str],
+    threads: int | None,
+    micro_batch: int,
+    skipped: list[dict[str, str]],
+    log: Callable[[str], None],
+) -> list[Candidate]:
+    """Build every artifact the selection asks for; what cannot be built here is skipped with
+    its reason (a missing package, no GPU, ...), never fatal."""
+    from bigbigan.compile import compile_model
+    from bigbigan.runtimes.aoti import AOTIRunner
+    from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
+
+    cuda = device.startswith("cuda")
+    found: list[Candidate] = []
+    if "torch" in backends:
+        found += _torch_candidates(checkpoint, device, precisions)
+    if "cudagraph" in backends and cuda:
+        found += _cudagraph_candidates(checkpoint, device, precisions)
+
+    def ort_runner(path: Path, level: str = "all") -> Callable[[], Any]:
+        return lambda: OnnxRuntimeRunner(
+            path, device=device, threads=threads, optimization_level=level
+        )
+
+    def build(target: str, precision: str, out: Path) -> Path | None:
+        log(f"compiling {target} {precision} ...")
+        try:
+            started = time.perf_counter()
+            report = compile_model(
+                onnx_path,
+                target=target,
+                precision=precision,
+                out=out,
+                device=device,
+                checkpoint=checkpoint,
+            )
+            log(f"  {report.path.name} in {time.perf_counter() - started:.0f} s")
+            return report.path
+        except BigBiGANError as e:
+            skipped.append({"backend": target, "precision": precision, "reason": str(e)})
+            log(f"  skipped: {e}")
+            return None
+
+    if "onnxruntime" in backends and "fp32" in precisions:
+        from bigbigan.runtimes.onnxruntime import providers_for
+
+        try:
+            providers_for(device)  # CUDA needs onnxruntime-gpu
+            found.append(
+                _runner_candidate(
+                    "onnxruntime", "fp32", "", ort_runner(onnx_path), "plain export, defaults"
+                )
+            )
+        except BigBiGANError as e:
+            skipped.append({"backend": "onnxruntime", "precision": "fp32", "reason": str(e)})
+    if "ort" in backends:
+        if "fp32" in precisions:
+            path = build("ort", "fp32", work / "G.ort.onnx") if not cuda else None
+            if path is not None:
+                note = "offline-optimised (level all), loaded without re-optimising"
+                found.append(
+                    _runner_candidate("ort", "fp32", "", ort_runner(path, "disable"), note)
+                )
+        if "int8" in precisions and not cuda:
+            path = build("ort", "int8", work / "G.int8.onnx")
+            if path is not None:
+                note = "static QDQ, per-channel, U8S8"
+                found.append(_runner_candidate("ort", "int8", "", ort_runner(path), note))
+    if "aoti" in backends:
+        wanted = [p for p in ("fp32", "bf16", "fp16" if cuda else "int8") if p in precisions]
+        for precision in wanted:
+            path = build("aoti", precision, work / f"G.{precision}.{'cuda' if cuda else 'cpu'}.pt2")
+            if path is None:
+                continue
+
+            def make(path: Path = path) -> Any:
+                return AOTIRunner(path, device=device, threads=threads)
+
+            found.append(_runner_candidate("aoti", precision, "", make))
+            if micro_batch and not cuda:
+                base = _runner_candidate("aoti", precision, "", make)
+                found.append(
+                    Candidate(
+                        "aoti",
+                        precision,
+                        f"micro-batch {micro_batch}",
+                        (lambda base=base: micro_batched(base.open(), micro_batch)),
+                        base.close,
+                        min_batch=micro_batch + 1,
+                        note=f"large batches run in slices of {micro_batch}",
+                    )
+                )
+    if "openvino" in backends and not cuda:
+        from bigbigan.runtimes.openvino import OpenVINORunner, import_openvino
+
+        try:
+            import_openvino()
+            for precision in ("fp32", "bf16"):
+                if precision in precisions:
+
+                    def make_ov(precision: str = precision) -> Any:
+                        return OpenVINORunner(onnx_path, threads=threads, precision=precision)
+
+                    note = f"the exported ONNX, INFERENCE_PRECISION_HINT {precision}"
+                    found.append(_runner_candidate("openvino", precision, "", make_ov, note))
+        except BigBiGANError as e:
+            skipped.append({"backend": "openvino", "precision": "*", "reason": str(e)})
+    return found
+
+
+def bench(
+    checkpoint: str | Path | None,
+    *,
+    ch: int = 64,
+    dataset: str = "fashion_mnist",
+    batch_sizes: Sequence[int] = BATCH_SIZES,
+    repeats: int = 10,
+    warmup: int = 2,
+    device: str = "cpu",
+    backends: Sequence[str] = BACKENDS,
+    precisions: Sequence[str] = PRECISIONS,
+    threads: int | None = None,
+    micro_batch: int = DEFAULT_MICRO_BATCH,
+    out: str | Path = "out/bench",
+    classifier: str | Path | None = None,
+    label_samples: int = LABEL_SAMPLES,
+    log: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Benchmark every available backend and precision on one generator; see the module
+    docstring. `checkpoint` None: random weights at width `ch` (seeded). `classifier`: the
+    evaluation classifier directory for label accuracy (default: the shipped one for the
+    checkpoint's dataset, when there is one)."""
+    import torch
+
+    from bigbigan import checkpoint as checkpoint_module
+    from bigbigan.export import export_onnx, random_feed
+    from bigbigan.models import generator_flops
+    from bigbigan.runtimes.base import require_cuda
+    from bigbigan.runtimes.torch import offline_specs
+
+    log = log or (lambda _msg: None)
+    if repeats < 1 or warmup < 0:
+        raise BigBiGANError(f"--repeats {repeats} / --warmup {warmup}: expected >= 1 / >= 0")
+    if micro_batch < 0:
+        raise BigBiGANError(f"--micro-batch {micro_batch}: expected 0 (off) or a positive size")
+    if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
+        raise BigBiGANError(f"--device {device}: expected cpu, cuda or cuda:N")
+    require_cuda(device, "bench")
+    if threads is not None:
+        if threads < 1:
+            raise BigBiGANError(f"--threads {threads}: expected a positive integer")
+        torch.set_num_threads(threads)
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, as in compile
+        torch.backends.cudnn.allow_tf32 = False
+    out = ensure_dir(out)
+    work = ensure_dir(out / "artifacts")
+
+    if checkpoint is None:
+        log(f"random weights, ch={ch} ({dataset} shapes, seed {RANDOM_SEED})")
+        checkpoint = random_checkpoint(work / f"random_ch{ch}", ch=ch, dataset=dataset)
+        source = f"random weights (ch={ch}, seed {RANDOM_SEED}, batch-norm statistics measured)"
+    else:
+        source = str(Path(checkpoint).resolve())
+    checkpoint = Path(checkpoint)
+    ckpt = checkpoint_module.read(checkpoint)
+    cfg = ckpt.model
+    if not cfg.conditional:
+        raise BigBiGANError(f"{checkpoint}: bench measures the conditional generator (x1, x2)")
+    log("exporting ONNX ...")
+    onnx_path = export_onnx(checkpoint, work / "G.onnx").path
+    specs, _ = offline_specs(cfg)
+    flops = generator_flops(cfg)
+
+    skipped: list[dict[str, str]] = []
+    candidates = _candidates(
+        checkpoint=checkpoint,
+        onnx_path=onnx_path,
+        work=work,
+        device=device,
+        backends=backends,
+        precisions=precisions,
+        threads=threads,
+        micro_batch=micro_batch,
+        skipped=skipped,
+        log=log,
+    )
+    if not any(
+        c.backend == "torch" and c.precision == "fp32" and not c.variant for c in candidates
+    ):
+        raise BigBiGANError("--backends must include torch: PyTorch fp32 is the accuracy reference")
+
+    opened: list[tuple[Candidate, Infer]] = []
+    for cand in candidates:
+        try:
+            opened.append((cand, cand.open()))
+        except BigBiGANError as e:
+            skipped.append({"backend": cand.backend, "precision": cand.precision, "reason": str(e)})
+
+    # Label accuracy says something only about trained weights: the shipped classifier is used
+    # by default for a given checkpoint of its dataset, never for random weights.
+    classifier_dir = Path(classifier) if classifier else None
+    if classifier_dir is None and "random_weights" not in ckpt.extra:
+        classifier_dir = default_classifier(ckpt.dataset)
+    accuracies: dict[str, float] = {}
+    if classifier_dir is not None:
+        for cand, infer in opened:
+            log(f"label accuracy: {cand.backend} {cand.precision} {cand.variant}".rstrip())
+            key = f"{cand.backend}|{cand.precision}|{cand.variant}"
+            accuracies[key] = generated_label_accuracy(
+                infer, classifier_dir, cfg.num_classes, cfg.z_dim, samples=label_samples
+            )
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    rows: list[Row] = []
+    for batch in batch_sizes:
+        feed = random_feed(specs, batch, num_classes=cfg.num_classes, seed=1000 + batch)
+        active = [i for i, (c, _) in enumerate(opened) if batch >= c.min_batch]
+        log(f"batch {batch}: {len(active)} candidates, {warmup} + {repeats} calls each")
+        outputs: dict[int, np.ndarray] = {}
+        times: dict[int, list[float]] = {}
+        for index in active:
+            outputs[index], times[index] = time_calls(
+                opened[index][1], feed, warmup=warmup, repeats=repeats, sync=sync
+            )
+        reference = next(
+            outputs[i]
+            for i, (c, _) in enumerate(opened)
+            if c.backend == "torch" and c.precision == "fp32" and not c.variant
+        ).astype(np.float64)
+        for index in active:
+            cand = opened[index][0]
+            stats = latency_stats(times[index])
+            diff = np.abs(outputs[index].astype(np.float64) - reference)
+            ips = batch / (stats["latency_ms"] / 1e3)
+            rows.append(
+                Row(
+                    backend=cand.backend,
+                    precision=cand.precision,
+                    variant=cand.variant,
+                    batch=batch,
+                    images_per_s=ips,
+                    repeats=repeats,
+                    mean_abs_diff=float(diff.mean()),
+                    max_abs_diff=float(diff.max()),
+                    label_accuracy=accuracies.get(
+                        f"{cand.backend}|{cand.precision}|{cand.variant}"
+                    ),
+                    note=cand.note,
+                    **stats,
+                )
+            )
+    for cand, _ in opened:
+        cand.close()
+
+    ratio_reference = REFERENCE
+    if not any((r.backend, r.precision, r.variant) == REFERENCE for r in rows):
+        ratio_reference = ("torch", "fp32", "")  # e.g. no ONNX Runtime CUDA provider
+    for row in rows:
+        ref = next(
+            (
+                r
+                for r in rows
+                if r.batch == row.batch and (r.backend, r.precision, r.variant) == ratio_reference
+            ),
+            None,
+        )
+        row.ratio = row.images_per_s / ref.images_per_s if ref else None
+
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "device": device,
+        "machine": _machine(device),
+        "model": asdict(cfg),
+        "checkpoint": source,
+        "gflop_per_image": flops / 1e9,
+        "batch_sizes": list(batch_sizes),
+        "repeats": repeats,
+        "warmup": warmup,
+        "threads": threads,
+        "micro_batch": micro_batch,
+        "ratio_reference": " ".join(x for x in ratio_reference if x),
+        "accuracy_reference": "torch fp32",
+        "classifier": str(classifier_dir) if classifier_dir else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if device.startswith("cuda"):
+        name = torch.cuda.get_device_name(device)
+        peak = gpu_bf16_peak(name)
+        meta["gpu_bf16_peak_tflops"] = peak / 1e12 if peak else None
+        for row in rows:
+            if peak:
+                row.peak_fraction = row.images_per_s * flops / peak
+    result = BenchResult(rows, skipped, meta)
+    result.json_path = out / "bench.json"
+    write_text(result.json_path, json.dumps(result.to_json(), indent=2) + "\n")
+    result.chart_path = save_chart(rows, out / "bench.png", title=_title(meta))
+    return result
+
+
+def _title(meta: dict[str, Any]) -> str:
+    machine = meta["machine"]
+    where = machine.get("gpu") or f"{machine['cpu']}, {machine['torch_threads']} threads"
+    return f"BigBiGAN generator (ch={meta['model']['ch']}), {where}"
+
+
+# ---- output ----
+
+
+def format_table(rows: Sequence[Row], reference: str = "onnxruntime fp32") -> str:
+    """The rows as an aligned text table, one block per batch size."""
+    has_acc = any(r.label_accuracy is not None for r in rows)
+    has_peak = any(r.peak_fraction is not None for r in rows)
+    head = [
+        "batch",
+        "backend",
+        "precision",
+        "variant",
+        "images/s",
+        "ms (median)",
+        "p10-p90 ms",
+        f"x {reference}",
+        "mean|d|",
+        "max|d|",
+    ]
+    if has_acc:
+        head.append("label acc")
+    if has_peak:
+        head.append("bf16 peak")
+    lines = [head]
+    for r in rows:
+        line = [
+            str(r.batch),
+            r.backend,
+            r.precision,
+            r.variant or "-",
+            f"{r.images_per_s:,.1f}",
+            f"{r.latency_ms:.2f}",
+            f"{r.p10_ms:.2f}-{r.p90_ms:.2f}",
+            "-" if r.ratio is None else f"{r.ratio:.2f}",
+            f"{r.mean_abs_diff:.1e}",
+            f"{r.max_abs_diff:.1e}",
+        ]
+        if has_acc:
+            line.append("-" if r.label_accuracy is None else f"{r.label_accuracy:.3f}")
+        if has_peak:
+            line.append("-" if r.peak_fraction is None else f"{r.peak_fraction:.1%}")
+        lines.append(line)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    text = []
+    for n, line in enumerate(lines):
+        if n > 1 and line[0] != lines[n - 1][0]:
+            text.append("")
+        text.append(
+            "  ".join(
+                cell.rjust(w) if i >= 4 else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
+    return "\n".join(text)
+
+
+def save_chart(rows: Sequence[Row], path: Path, title: str = "") -> Path:
+    """Horizontal bars of images/s, one panel per batch size, ratio to the reference written
+    beside each bar; written atomically (matplotlib's Agg backend, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batches = sorted({r.batch for r in rows})
+    labels = list(dict.fromkeys(r.label for r in rows))
+    fig, axes = plt.subplots(
+        1,
+        len(batches),
+        figsize=(4.2 * len(batches) + 2, 0.32 * len(labels) + 1.6),
+        sharey=True,
+        squeeze=False,
+    )
+    colors = {"fp32": "#4C72B0", "bf16": "#DD8452", "fp16": "#C44E52", "int8": "#55A868"}
+    for ax, batch in zip(axes[0], batches, strict=True):
+        by_label = {r.label: r for r in rows if r.batch == batch}
+        values = [by_label[lab].images_per_s if lab in by_label else 0.0 for lab in labels]
+        bar_colors = [
+            colors.get(by_label[lab].precision, "#8172B2") if lab in by_label else "#cccccc"
+            for lab in labels
+        ]
+        positions = np.arange(len(labels))
+        ax.barh(positions, values, color=bar_colors)
+        for pos, lab in zip(positions, labels, strict=True):
+            row = by_label.get(lab)
+            if row is not None and row.ratio is not None:
+                ax.text(row.images_per_s, pos, f" {row.ratio:.2f}x", va="center", fontsize=7)
+        ax.set_title(f"batch {batch}", fontsize=9)
+        ax.set_xlabel("images/s")
+        ax.set_xlim(0, max(values + [1.0]) * 1.25)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(np.arange(len(labels)), labels, fontsize=8)
+    axes[0][0].invert_yaxis()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def summarise(rows: Sequence[Row]) -> dict[str, Any]:
+    """The fastest row per precision at the largest batch, and the fastest at batch 1: what the
+    performance targets are checked against."""
+    if not rows:
+        return {}
+    largest = max(r.batch for r in rows)
+    best: dict[str, Any] = {}
+    for precision in PRECISIONS:
+        candidates = [r for r in rows if r.batch == largest and r.precision == precision]
+        if candidates:
+            top = max(candidates, key=lambda r: r.images_per_s)
+            best[precision] = {
+                "row": top.label,
+                "batch": largest,
+                "ratio": top.ratio,
+                "images_per_s": top.images_per_s,
+                "mean_abs_diff": top.mean_abs_diff,
+            }
+    ones = [r for r in rows if r.batch == 1]
+    if ones:
+        fastest = min(ones, key=lambda r: r.latency_ms)
+        best["batch1"] = {"row": fastest.label, "latency_ms": fastest.latency_ms}
+    return best

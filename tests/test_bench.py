@@ -1,0 +1,243 @@
+"""`bigbigan bench` on the tiny model: the JSON's schema and rows, the chart, the statistics, the
+label-accuracy hook and clear errors. No timing assertions: only that times were taken."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bigbigan.bench import (
+    FORMAT,
+    Row,
+    bench,
+    format_table,
+    generated_label_accuracy,
+    gpu_bf16_peak,
+    latency_stats,
+    micro_batched,
+    parse_batch_sizes,
+    parse_names,
+    random_checkpoint,
+    time_calls,
+)
+from bigbigan.cli import main
+from bigbigan.errors import BigBiGANError
+
+HAS_CUDA = torch.cuda.is_available()
+ROW_KEYS = {
+    "backend", "precision", "variant", "batch", "images_per_s", "latency_ms", "p10_ms", "p90_ms",
+    "iqr_ms", "repeats", "mean_abs_diff", "max_abs_diff", "ratio", "label_accuracy",
+    "peak_fraction", "note",
+}  # fmt: skip
+
+
+def test_latency_stats_and_parsers() -> None:
+    stats = latency_stats([0.001, 0.002, 0.003, 0.004, 0.100])
+    assert stats["latency_ms"] == pytest.approx(3.0)
+    assert stats["p10_ms"] < stats["latency_ms"] < stats["p90_ms"] and stats["iqr_ms"] > 0
+    assert latency_stats([0.005])["iqr_ms"] == 0.0
+    assert parse_batch_sizes("1,16, 256") == (1, 16, 256)
+    for bad in ("", "0,4", "a,b"):
+        with pytest.raises(BigBiGANError, match="--batch-sizes"):
+            parse_batch_sizes(bad)
+    assert parse_names(None, ("a", "b"), "--x") == ("a", "b")
+    assert parse_names("b", ("a", "b"), "--x") == ("b",)
+    with pytest.raises(BigBiGANError, match="--backends tf: expected a comma-separated subset"):
+        parse_names("tf", ("torch",), "--backends")
+
+
+def test_gpu_peak_table() -> None:
+    assert gpu_bf16_peak("NVIDIA H100 80GB HBM3") == 989e12
+    assert gpu_bf16_peak("NVIDIA H100 PCIe") == 756e12
+    assert gpu_bf16_peak("NVIDIA H200") == 989e12
+    assert gpu_bf16_peak("NVIDIA L40S") == 362e12 and gpu_bf16_peak("NVIDIA L4") == 121e12
+    assert gpu_bf16_peak("NVIDIA A100-SXM4-80GB") == 312e12
+    assert gpu_bf16_peak("Tesla T4") is None
+
+
+def test_micro_batched_is_the_same_function() -> None:
+    calls = []
+
+    def infer(feed: dict) -> np.ndarray:
+        calls.append(len(feed["x1"]))
+        return feed["x1"] * 2
+
+    feed = {"x1": np.arange(10.0), "x2": np.arange(10)}
+    np.testing.assert_array_equal(micro_batched(infer, 4)(feed), np.arange(10.0) * 2)
+    assert calls == [4, 4, 2]
+
+
+def test_random_checkpoint_is_not_saturated(tmp_path: Path) -> None:
+    from bigbigan.checkpoint import load_model
+    from bigbigan.export import sample_inputs
+    from bigbigan.models import offline_module
+
+    path = random_checkpoint(tmp_path / "random", ch=8, dataset="digits")
+    model, ckpt = load_model(path)
+    feed = sample_inputs(ckpt.model, batch=16)
+    with torch.no_grad():
+        images = offline_module(model)(*(torch.from_numpy(v) for v in feed.values())).numpy()
+    assert ((images > 0.02) & (images < 0.98)).mean() > 0.5 and images.std() > 0.01
+    assert ckpt.extra["random_weights"] == {"seed": 0, "dataset": "digits"}
+
+
+def test_bench_rows_and_json(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    result = bench(
+        tiny_checkpoint,
+        batch_sizes=(1, 4),
+        repeats=1,
+        warmup=0,
+        backends=("torch", "onnxruntime", "ort"),
+        precisions=("fp32", "bf16", "int8"),
+        threads=1,
+        out=tmp_path,
+    )
+    labels = {"torch fp32", "torch fp32 channels-last", "torch bf16 channels-last",
+              "onnxruntime fp32", "ort fp32", "ort int8"}  # fmt: skip
+    assert {r.label for r in result.rows if r.batch == 1} == labels
+    assert [r.batch for r in result.rows].count(4) == len(labels)
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    assert doc["format"] == FORMAT and doc["version"] == 1 and doc["device"] == "cpu"
+    assert doc["batch_sizes"] == [1, 4] and doc["repeats"] == 1 and doc["threads"] == 1
+    assert doc["ratio_reference"] == "onnxruntime fp32" and doc["classifier"] is None
+    assert doc["model"]["ch"] == 8 and doc["gflop_per_image"] > 0
+    assert {"cpu", "torch", "onnxruntime"} <= set(doc["machine"])
+    assert doc["skipped"] == []
+    for row in doc["rows"]:
+        assert set(row) == ROW_KEYS
+        assert row["images_per_s"] > 0 and row["p10_ms"] <= row["latency_ms"] <= row["p90_ms"]
+        assert row["label_accuracy"] is None and row["peak_fraction"] is None
+    by = {(r["backend"], r["precision"], r["variant"], r["batch"]): r for r in doc["rows"]}
+    for batch in (1, 4):
+        assert by[("onnxruntime", "fp32", "", batch)]["ratio"] == pytest.approx(1.0)
+        assert by[("torch", "fp32", "", batch)]["max_abs_diff"] == 0.0
+        assert by[("ort", "fp32", "", batch)]["max_abs_diff"] <= 1e-5
+        assert by[("torch", "bf16", "channels-last", batch)]["mean_abs_diff"] <= 5e-3
+        assert by[("ort", "int8", "", batch)]["mean_abs_diff"] <= 2e-2
+    assert set(doc["summary"]) == {"fp32", "bf16", "int8", "batch1"}
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "artifacts" / "G.int8.onnx.json").is_file()
+    table = format_table(result.rows)
+    assert "x onnxruntime fp32" in table and "ort" in table and "label acc" not in table
+
+
+def test_label_accuracy_hook(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from bigbigan import classifier
+    from bigbigan.runtimes import open_runner
+
+    directory = tmp_path / "classifier"
+    classifier.save(
+        directory, classifier.Classifier(classifier.ClassifierConfig()), dataset="digits"
+    )
+    with open_runner(tiny_checkpoint) as runner:
+
+        def infer(feed: dict) -> np.ndarray:
+            return runner.infer(feed)["images"]
+
+        first = generated_label_accuracy(infer, directory, 10, samples=30, batch=10)
+        assert 0.0 <= first <= 1.0
+        assert generated_label_accuracy(infer, directory, 10, samples=30, batch=10) == first
+    result = bench(
+        tiny_checkpoint,
+        batch_sizes=(2,),
+        repeats=1,
+        backends=("torch", "onnxruntime"),
+        precisions=("fp32",),
+        out=tmp_path / "bench",
+        classifier=directory,
+        label_samples=20,
+    )
+    accuracies = {r.label_accuracy for r in result.rows}
+    assert len(accuracies) == 1 and None not in accuracies  # fp32 backends agree
+    assert "label acc" in format_table(result.rows)
+
+
+def test_refusals(
+    tiny_checkpoint: Path, tiny_unconditional_checkpoint: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(BigBiGANError, match="--backends must include torch"):
+        bench(tiny_checkpoint, backends=("onnxruntime",), batch_sizes=(1,), out=tmp_path)
+    with pytest.raises(BigBiGANError, match="conditional generator"):
+        bench(tiny_unconditional_checkpoint, batch_sizes=(1,), out=tmp_path)
+    with pytest.raises(BigBiGANError, match="--repeats 0"):
+        bench(tiny_checkpoint, repeats=0, out=tmp_path)
+    with pytest.raises(BigBiGANError, match="--device tpu"):
+        bench(tiny_checkpoint, device="tpu", out=tmp_path)
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="a CUDA GPU is visible")
+def test_cuda_without_gpu_is_a_clear_error(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(BigBiGANError, match="--device cuda: bench needs a CUDA GPU"):
+        bench(tiny_checkpoint, device="cuda", out=tmp_path)
+
+
+def test_cli(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "--checkpoint", str(tiny_checkpoint), "--backends", "torch,onnxruntime",
+            "--precisions", "fp32", "--batch-sizes", "2", "--repeats", "1", "--threads", "1",
+            "--out", str(tmp_path)]  # fmt: skip
+    assert main([*argv, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(r["backend"], r["batch"]) for r in doc["rows"]][-1] == ("onnxruntime", 2)
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "onnxruntime" in out and f"json: {tmp_path / 'bench.json'}" in out
+    assert main([*argv[:-2], "--batch-sizes", "0", "--out", str(tmp_path)]) == 1
+    assert "--batch-sizes 0: expected positive integers" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_aoti_and_micro_batches(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    result = bench(
+        tiny_checkpoint,
+        batch_sizes=(2, 5),
+        repeats=1,
+        backends=("torch", "onnxruntime", "aoti"),
+        precisions=("fp32", "bf16"),
+        micro_batch=2,
+        threads=1,
+        out=tmp_path,
+    )
+    labels = {(r.label, r.batch) for r in result.rows}
+    assert ("aoti bf16 micro-batch 2", 5) in labels and ("aoti bf16 micro-batch 2", 2) not in labels
+    rows = {(r.label, r.batch): r for r in result.rows}
+    assert rows[("aoti fp32", 5)].max_abs_diff <= 1e-5
+    assert rows[("aoti fp32 micro-batch 2", 5)].max_abs_diff <= 1e-5
+    assert rows[("aoti bf16", 5)].mean_abs_diff <= 5e-3
+
+
+def test_row_label() -> None:
+    row = Row("aoti", "int8", "micro-batch 32", 256, 1.0, 1.0, 1.0, 1.0, 0.0, 1, 0.0, 0.0)
+    assert row.label == "aoti int8 micro-batch 32"
+
+
+def test_time_calls_warms_up_then_times() -> None:
+    calls = []
+
+    def infer(feed: dict) -> np.ndarray:
+        calls.append(1)
+        return feed["x1"] + len(calls)
+
+    output, seconds = time_calls(infer, {"x1": np.zeros(2)}, warmup=0, repeats=3)
+    assert len(calls) == 4 and len(seconds) == 3 and all(s >= 0 for s in seconds)
+    np.testing.assert_array_equal(output, [1.0, 1.0])  # the first (untimed) call's output
+    _, seconds = time_calls(infer, {"x1": np.zeros(2)}, warmup=2, repeats=1)
+    assert len(calls) == 7 and len(seconds) == 1
+
+
+def test_gpu_candidates_are_listed_without_a_gpu(tiny_checkpoint: Path) -> None:
+    from bigbigan.bench import _cudagraph_candidates, _torch_candidates
+
+    graphs = _cudagraph_candidates(tiny_checkpoint, "cuda", ("fp32", "bf16", "fp16", "int8"))
+    assert [(c.backend, c.precision) for c in graphs] == [
+        ("cudagraph", "fp32"), ("cudagraph", "bf16"), ("cudagraph", "fp16")
+    ]  # fmt: skip
+    eager = _torch_candidates(tiny_checkpoint, "cuda", ("fp32", "bf16", "fp16"))
+    assert [(c.precision, c.variant) for c in eager] == [("fp32", ""), ("bf16", ""), ("fp16", "")]
+    cpu = _torch_candidates(tiny_checkpoint, "cpu", ("fp32", "bf16", "fp16"))
+    assert [(c.precision, c.variant) for c in cpu] == [
+        ("fp32", ""), ("fp32", "channels-last"), ("bf16", "channels-last")
+    ]  # fmt: skip
