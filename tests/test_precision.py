@@ -125,8 +125,13 @@ def test_aoti_bf16(tiny_onnx: ExportReport, tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_TORCHAO, reason="torchao (PT2E quantisation) is not installed")
 def test_aoti_int8(tiny_onnx: ExportReport, tmp_path: Path) -> None:
+    import torch
+
     report = compile_model(tiny_onnx.path, target="aoti", precision="int8", out=tmp_path / "G.pt2")
     _check_reduced(report, tiny_onnx, "int8")
+    mixed = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    meta = json.loads(report.sidecar.read_text())
+    assert (meta.get("between_int8_ops") == "bf16 (autocast)") == mixed
 
 
 @pytest.mark.skipif(HAS_TORCHAO, reason="torchao is installed here")
