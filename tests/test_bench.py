@@ -105,7 +105,7 @@ def test_bench_rows_and_json(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert doc["batch_sizes"] == [1, 4] and doc["repeats"] == 1 and doc["threads"] == 1
     assert doc["ratio_reference"] == "onnxruntime fp32" and doc["classifier"] is None
     assert doc["model"]["ch"] == 8 and doc["gflop_per_image"] > 0
-    assert {"cpu", "torch", "onnxruntime"} <= set(doc["machine"])
+    assert {"cpu", "cpu_flags", "load_average", "torch", "onnxruntime"} <= set(doc["machine"])
     assert doc["skipped"] == []
     for row in doc["rows"]:
         assert set(row) == ROW_KEYS

@@ -45,6 +45,7 @@ REFERENCE = (
 DEFAULT_MICRO_BATCH = 32  # AOTInductor packages also run large batches in slices of this size
 RANDOM_SEED = 0
 LABEL_SAMPLES = 1000
+CPU_FLAGS = {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}
 
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, matched in order against the CUDA
 # device name: the first entry found in it wins ("H100 PCIe" before "H100", "L40S" before "L4").
@@ -413,10 +414,13 @@ def _machine(device: str) -> dict[str, Any]:
     import torch
 
     cpu = platform.processor() or platform.machine()
+    flags: list[str] = []
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = sorted(set(line.split(":", 1)[1].split()) & CPU_FLAGS)
                 break
     except OSError:
         pass
@@ -428,6 +432,10 @@ def _machine(device: str) -> dict[str, Any]:
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_flags": flags,  # what reduced precision can use: VNNI, BF16, AMX
+        "load_average": [round(x, 2) for x in os.getloadavg()]
+        if hasattr(os, "getloadavg")
+        else None,
     }
     try:
         import openvino
@@ -758,7 +766,8 @@ def bench(
 
 def _title(meta: dict[str, Any]) -> str:
     machine = meta["machine"]
-    where = machine.get("gpu") or f"{machine['cpu']}, {machine['torch_threads']} threads"
+    threads = machine["torch_threads"]
+    where = machine.get("gpu") or f"{machine['cpu']}, {threads} thread{'s' * (threads != 1)}"
     return f"BigBiGAN generator (ch={meta['model']['ch']}), {where}"
 
 
@@ -827,7 +836,11 @@ def save_chart(rows: Sequence[Row], path: Path, title: str = "") -> Path:
     import matplotlib.pyplot as plt
 
     batches = sorted({r.batch for r in rows})
-    labels = list(dict.fromkeys(r.label for r in rows))
+    first: dict[tuple[str, str], int] = {}
+    for index, r in enumerate(rows):
+        first.setdefault((r.backend, r.precision), index)
+    ordered = sorted(rows, key=lambda r: (first[(r.backend, r.precision)], r.variant))
+    labels = list(dict.fromkeys(r.label for r in ordered))  # a backend's variants side by side
     fig, axes = plt.subplots(
         1,
         len(batches),
