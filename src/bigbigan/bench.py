@@ -676,7 +676,10 @@ def bench(
                 infer, classifier_dir, cfg.num_classes, cfg.z_dim, samples=label_samples
             )
 
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+
     rows: list[Row] = []
     for batch in batch_sizes:
         feed = random_feed(specs, batch, num_classes=cfg.num_classes, seed=1000 + batch)
