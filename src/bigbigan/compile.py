@@ -522,9 +522,8 @@ def autocast_module(module: Any, dtype: Any) -> Any:
 
 def _import_pt2e() -> tuple[Any, Any, Any]:
     """torchao's PT2E quantisation (prepare, convert, x86 quantizer module), or a clear error."""
-    import logging
-
     logging.getLogger("torchao").setLevel(logging.ERROR)  # optional CUDA kernels it cannot load
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # its enum registration
     try:
         with quiet_exporter():
             import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
