@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from bigbigan import classifier
-from bigbigan.checkpoint import sha256_file
 from bigbigan.classifier import Classifier, ClassifierConfig, train_classifier
 from bigbigan.cli import main
 from bigbigan.errors import BigBiGANError
+from bigbigan.fsutil import sha256_file
 
 TINY = ClassifierConfig(width=8, feature_dim=16)
 

@@ -249,3 +249,16 @@ def validate_values(
             raise BigBiGANError(
                 f"{name}: labels must be in [0, {num_classes}), found {out.flat[0]}{more}"
             )
+
+
+def load_npy(path: str | os.PathLike[str]) -> np.ndarray:
+    """A `.npy` array, read without pickles; any failure is a one-line error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise BigBiGANError(f"{path}: no such file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise BigBiGANError(f"{path}: not a plain numeric .npy array ({e})") from None
+    except (OSError, EOFError) as e:
+        raise BigBiGANError(f"{path}: unreadable .npy file ({e})") from None

@@ -21,7 +21,7 @@ from safetensors.torch import save as serialize
 
 from bigbigan.config import ModelConfig, TrainConfig, from_dict, to_dict
 from bigbigan.errors import BigBiGANError
-from bigbigan.fsutil import ensure_dir, write_bytes, write_text
+from bigbigan.fsutil import ensure_dir, sha256_file, write_bytes, write_text
 from bigbigan.models import BigBiGAN
 
 FORMAT = "bigbigan-checkpoint"
@@ -45,14 +45,6 @@ class Checkpoint:
     @property
     def dataset(self) -> str | None:
         return self.train.dataset if self.train else None
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_safetensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec, load_bin
+from bigbigan.binio import TensorSpec, load_bin, load_npy
 from bigbigan.errors import BigBiGANError
 from bigbigan.images import save_heatmap, save_labelled_rows, to_nhwc
 from bigbigan.stats import (
@@ -219,12 +219,7 @@ def _load(path: str | Path, spec: TensorSpec | None, batch: int | None) -> np.nd
     path = Path(path)
     if path.suffix.lower() != ".npy":
         return load_bin(path, spec, batch=batch)
-    if not path.is_file():
-        raise BigBiGANError(f"{path}: no such file")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise BigBiGANError(f"{path}: not a readable .npy array ({e})") from None
+    array = load_npy(path)
     if spec is not None and array.shape[1:] != spec.shape[1:]:
         raise BigBiGANError(
             f"{path}: shape {list(array.shape)}, the reference has {[batch, *spec.shape[1:]]}"

@@ -9,7 +9,6 @@ checksums verify.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import torch
 from bigbigan.binio import save_bin, sidecar_path
 from bigbigan.distributed import Replicas
 from bigbigan.errors import BigBiGANError
-from bigbigan.fsutil import ensure_dir, write_text
+from bigbigan.fsutil import ensure_dir, sha256_file, write_text
 from bigbigan.infer import model_num_classes, read_inputs
 from bigbigan.runtimes import TorchRunner
 from bigbigan.sampling import truncated_normal
@@ -215,7 +214,7 @@ def _write_shard(runner: TorchRunner, out: Path, shard: Shard, params: dict) -> 
     for name, array in files.items():
         save_bin(out / name, array)
         for written in (name, sidecar_path(name).name):
-            digests[written] = _sha256(out / written)
+            digests[written] = sha256_file(out / written)
     entry = {"index": shard.index, "start": shard.start, "stop": shard.stop, "files": digests}
     record = {"params": params, **entry}
     write_text(out / f"{shard.name('shard')}.json", json.dumps(record, indent=2) + "\n")
@@ -244,7 +243,7 @@ def _verified_entry(out: Path, shard: Shard, params: dict) -> dict | None:
         return None
     for name, digest in entry["files"].items():
         file = out / name
-        if not file.is_file() or _sha256(file) != digest:
+        if not file.is_file() or sha256_file(file) != digest:
             return None
     return entry
 
@@ -265,11 +264,3 @@ def _check_manifest(path: Path, params: dict) -> None:
             f"{path}: shards made with other settings ({', '.join(changed)}); "
             "use another --shard-out or delete the old shards"
         )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

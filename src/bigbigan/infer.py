@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec, load_bin, save_bin, save_txt, validate_values
+from bigbigan.binio import TensorSpec, load_bin, load_npy, save_bin, save_txt, validate_values
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, write_text
 from bigbigan.runtimes import Runner, open_runner
@@ -112,14 +112,7 @@ def load_input(path: str | Path, spec: TensorSpec, batch: int | None = None) -> 
     path = Path(path)
     if path.suffix.lower() != ".npy":
         return load_bin(path, spec, batch=batch)
-    if not path.is_file():
-        raise BigBiGANError(f"{path}: no such file")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        raise BigBiGANError(f"{path}: not a plain numeric .npy array ({e})") from None
-    except (OSError, EOFError) as e:
-        raise BigBiGANError(f"{path}: unreadable .npy file ({e})") from None
+    array = load_npy(path)
     if array.dtype != spec.np_dtype:
         hint = ""
         if array.dtype.kind in "iu" and spec.np_dtype.kind in "iu":
