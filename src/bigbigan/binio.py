@@ -57,7 +57,7 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def _fmt_shape(shape: tuple[int | None, ...] | list[int]) -> str:
+def format_shape(shape: tuple[int | None, ...] | list[int]) -> str:
     """`(None, 100)` -> `[*, 100]`."""
     return "[" + ", ".join("*" if d is None else str(d) for d in shape) + "]"
 
@@ -134,10 +134,11 @@ def _read_sidecar(sidecar: Path) -> tuple[np.dtype, tuple[int, ...]]:
     return dtype, tuple(shape)
 
 
-def _dtype_mismatch(name: str, found: np.dtype, spec: TensorSpec) -> BigBiGANError:
+def dtype_mismatch(name: str, found: np.dtype, spec: TensorSpec) -> BigBiGANError:
+    """`label.bin: dtype int64, model input x2 expects int32 (convert with .astype(np.int32))`."""
     msg = f"{name}: dtype {found.name}, {spec.model_name} expects {spec.dtype}"
     if found.kind in "iu" and spec.np_dtype.kind in "iu":
-        msg += f" (save them with .astype(np.{spec.dtype}))"
+        msg += f" (convert with .astype(np.{spec.dtype}))"
     return BigBiGANError(msg)
 
 
@@ -178,18 +179,18 @@ def load_bin(
         if size != expected:
             raise BigBiGANError(
                 f"{name}: {size} bytes, sidecar {sidecar.name} says {dtype.name} "
-                f"{_fmt_shape(shape)} = {expected} bytes"
+                f"{format_shape(shape)} = {expected} bytes"
             )
         if spec is not None:
             if dtype != spec.np_dtype:
-                raise _dtype_mismatch(name, dtype, spec)
+                raise dtype_mismatch(name, dtype, spec)
             if len(shape) != len(spec.shape) or any(
                 want is not None and got != want
                 for got, want in zip(shape[1:], spec.shape[1:], strict=True)
             ):
                 raise BigBiGANError(
-                    f"{name}: shape {_fmt_shape(shape)}, {spec.model_name} expects "
-                    f"{_fmt_shape(spec.shape)}"
+                    f"{name}: shape {format_shape(shape)}, {spec.model_name} expects "
+                    f"{format_shape(spec.shape)}"
                 )
         if shape:
             _check_batch(name, shape[0], spec, batch)
@@ -212,14 +213,15 @@ def load_bin(
             if any(d is None for d in rest):
                 raise BigBiGANError(
                     f"{name}: no sidecar {sidecar.name}, and {spec.model_name} "
-                    f"{_fmt_shape(spec.shape)} has dynamic dims besides the batch; write a sidecar"
+                    f"{format_shape(spec.shape)} has dynamic dims besides the batch; "
+                    "write a sidecar"
                 )
             dims = tuple(d for d in rest if d is not None)
             sample = dtype.itemsize * math.prod(dims)
             if sample == 0 or size == 0 or size % sample:
                 raise BigBiGANError(
                     f"{name}: {size} bytes is not a whole number of {dtype.name} "
-                    f"{_fmt_shape((None, *dims))} samples ({sample} bytes each)"
+                    f"{format_shape((None, *dims))} samples ({sample} bytes each)"
                 )
             _check_batch(name, size // sample, spec, batch)
             shape = (size // sample, *dims)

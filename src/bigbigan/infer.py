@@ -33,7 +33,15 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec, load_bin, load_npy, save_bin, save_txt, validate_values
+from bigbigan.binio import (
+    TensorSpec,
+    dtype_mismatch,
+    load_bin,
+    load_npy,
+    save_bin,
+    save_txt,
+    validate_values,
+)
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, write_text
 from bigbigan.runtimes import Runner, open_runner
@@ -114,12 +122,7 @@ def load_input(path: str | Path, spec: TensorSpec, batch: int | None = None) -> 
         return load_bin(path, spec, batch=batch)
     array = load_npy(path)
     if array.dtype != spec.np_dtype:
-        hint = ""
-        if array.dtype.kind in "iu" and spec.np_dtype.kind in "iu":
-            hint = f" (save it with .astype(np.{spec.dtype}))"
-        raise BigBiGANError(
-            f"{path}: dtype {array.dtype}, {spec.model_name} expects {spec.dtype}{hint}"
-        )
+        raise dtype_mismatch(str(path), array.dtype, spec)
     if array.ndim == len(spec.shape) - 1:  # one sample without its batch dim
         array = array[None]
     if array.ndim != len(spec.shape) or any(

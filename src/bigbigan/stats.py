@@ -14,14 +14,11 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from bigbigan.binio import format_shape
 from bigbigan.errors import BigBiGANError
 
 STATISTICS = ("elementwise", "max", "mean", "median", "quantile")
 REL_EPS = 1e-12  # guards the relative difference where the reference is 0
-
-
-def _fmt_shape(shape: tuple[int, ...]) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 def _pair(ref: npt.ArrayLike, other: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -30,10 +27,10 @@ def _pair(ref: npt.ArrayLike, other: npt.ArrayLike) -> tuple[np.ndarray, np.ndar
     o = np.asarray(other, dtype=np.float64)
     if r.shape != o.shape:
         raise BigBiGANError(
-            f"shapes differ: reference {_fmt_shape(r.shape)}, other {_fmt_shape(o.shape)}"
+            f"shapes differ: reference {format_shape(r.shape)}, other {format_shape(o.shape)}"
         )
     if r.size == 0:
-        raise BigBiGANError(f"nothing to compare: both arrays are empty ({_fmt_shape(r.shape)})")
+        raise BigBiGANError(f"nothing to compare: both arrays are empty ({format_shape(r.shape)})")
     return r, o
 
 
@@ -253,7 +250,7 @@ def error_map(ref: npt.ArrayLike, other: npt.ArrayLike) -> np.ndarray:
         r, o = r[..., None], o[..., None]
     if r.ndim != 4:
         raise BigBiGANError(
-            f"an error map needs image batches (N, H, W[, C]), found {_fmt_shape(r.shape)}"
+            f"an error map needs image batches (N, H, W[, C]), found {format_shape(r.shape)}"
         )
     return np.abs(_diff(r, o)).mean(axis=(0, 3))
 
@@ -289,11 +286,12 @@ def streamed_compare(
     r_all, o_all = np.asarray(ref), np.asarray(other)
     if r_all.shape != o_all.shape:
         raise BigBiGANError(
-            f"shapes differ: reference {_fmt_shape(r_all.shape)}, other {_fmt_shape(o_all.shape)}"
+            f"shapes differ: reference {format_shape(r_all.shape)}, "
+            f"other {format_shape(o_all.shape)}"
         )
     if r_all.size == 0:
         raise BigBiGANError(
-            f"nothing to compare: both arrays are empty ({_fmt_shape(r_all.shape)})"
+            f"nothing to compare: both arrays are empty ({format_shape(r_all.shape)})"
         )
     r_flat, o_flat = r_all.reshape(-1), o_all.reshape(-1)
     max_abs = sum_abs = sum_sq = dot = rr = oo = max_rel = needed = 0.0

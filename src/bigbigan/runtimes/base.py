@@ -15,7 +15,7 @@ from types import TracebackType
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec, _fmt_shape
+from bigbigan.binio import TensorSpec, dtype_mismatch, format_shape
 from bigbigan.errors import BigBiGANError
 
 
@@ -51,20 +51,14 @@ def check_feed(
                 f"input {spec.name}: expected a numpy array, found {type(array).__name__}"
             )
         if array.dtype != spec.np_dtype:
-            hint = ""
-            if array.dtype.kind in "iu" and spec.np_dtype.kind in "iu":
-                hint = f" (convert with .astype(np.{spec.dtype}))"
-            raise BigBiGANError(
-                f"input {spec.name}: dtype {array.dtype.name}, {spec.model_name} expects "
-                f"{spec.dtype}{hint}"
-            )
+            raise dtype_mismatch(f"input {spec.name}", array.dtype, spec)
         if array.ndim != len(spec.shape) or any(
             want is not None and got != want
             for got, want in zip(array.shape, spec.shape, strict=True)
         ):
             raise BigBiGANError(
-                f"input {spec.name}: shape {_fmt_shape(array.shape)}, {spec.model_name} "
-                f"expects {_fmt_shape(spec.shape)}"
+                f"input {spec.name}: shape {format_shape(array.shape)}, {spec.model_name} "
+                f"expects {format_shape(spec.shape)}"
             )
         if spec.shape and spec.shape[0] is None:
             if batch is None:
