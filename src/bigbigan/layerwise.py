@@ -310,18 +310,11 @@ def _module_order(module: Any, args: Sequence[Any]) -> list[tuple[str, str, tupl
 
         return record
 
-    handles = [m.register_forward_hook(hook(p)) for p, m in module.named_modules()]
-    try:
-        with torch.inference_mode():
-            module(*args)
-    finally:
-        for h in handles:
-            h.remove()
+    _run_hooked(module, args, hook)
     return [entry for entry in seen if calls[entry[0]] == 1]
 
 
 def _torch_outputs(module: Any, args: Sequence[Any], paths: set[str]) -> dict[str, np.ndarray]:
-    import torch
 
     found: dict[str, np.ndarray] = {}
 
@@ -331,14 +324,25 @@ def _torch_outputs(module: Any, args: Sequence[Any], paths: set[str]) -> dict[st
 
         return record
 
-    handles = [m.register_forward_hook(hook(p)) for p, m in module.named_modules() if p in paths]
+    _run_hooked(module, args, hook, paths)
+    return found
+
+
+def _run_hooked(module: Any, args: Sequence[Any], hook: Any, paths: set[str] | None = None) -> None:
+    """One inference-mode forward with `hook(path)` on every module (or those in `paths`)."""
+    import torch
+
+    handles = [
+        m.register_forward_hook(hook(p))
+        for p, m in module.named_modules()
+        if paths is None or p in paths
+    ]
     try:
         with torch.inference_mode():
             module(*args)
     finally:
         for h in handles:
             h.remove()
-    return found
 
 
 def checkpoint_for(model_path: Path, checkpoint: str | Path | None) -> tuple[Path, bool]:
