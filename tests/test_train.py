@@ -124,6 +124,7 @@ def test_mismatched_architecture_is_rejected(tmp_path, uninterrupted):
     ("content", "message"),
     [
         ("{", "not valid JSON"),
+        ("[]", "expected a JSON object"),
         ('{"format": "other"}', "format"),
         ('{"format": "bigbigan-checkpoint", "version": 9}', "version"),
     ],

@@ -21,7 +21,7 @@ from safetensors.torch import save as serialize
 
 from bigbigan.config import ModelConfig, TrainConfig, from_dict, to_dict
 from bigbigan.errors import BigBiGANError
-from bigbigan.fsutil import ensure_dir, sha256_file, write_bytes, write_text
+from bigbigan.fsutil import ensure_dir, read_json_document, sha256_file, write_bytes, write_text
 from bigbigan.models import BigBiGAN
 
 FORMAT = "bigbigan-checkpoint"
@@ -96,12 +96,7 @@ def resolve(path: str | Path) -> Path:
 def read(path: str | Path) -> Checkpoint:
     """Parse and validate `checkpoint.json` (tensors are not loaded)."""
     json_path = resolve(path)
-    try:
-        doc = json.loads(json_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BigBiGANError(f"{json_path}: not valid JSON ({e})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise BigBiGANError(f"{json_path}: expected format {FORMAT!r}, found {doc.get('format')!r}")
+    doc = read_json_document(json_path, FORMAT)
     if doc.get("version") != VERSION:
         raise BigBiGANError(
             f"{json_path}: checkpoint version {doc.get('version')}, this bigbigan reads {VERSION}"

@@ -29,7 +29,7 @@ from bigbigan.checkpoint import load_state, load_verified, write_safetensors
 from bigbigan.config import from_dict, to_dict
 from bigbigan.data import SIZE, dataset_info, load_dataset
 from bigbigan.errors import BigBiGANError
-from bigbigan.fsutil import ensure_dir, write_text
+from bigbigan.fsutil import ensure_dir, read_json_document, write_text
 
 FORMAT = "bigbigan-classifier"
 VERSION = 1
@@ -291,13 +291,7 @@ def read(path: str | Path) -> ClassifierInfo:
     json_path = path / CONFIG_FILE if path.is_dir() else path
     if not json_path.is_file():
         raise BigBiGANError(f"--classifier {path}: no {CONFIG_FILE} found")
-    try:
-        doc = json.loads(json_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BigBiGANError(f"{json_path}: not valid JSON ({e})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise BigBiGANError(f"{json_path}: expected format {FORMAT!r}, found {found!r}")
+    doc = read_json_document(json_path, FORMAT)
     if doc.get("version") != VERSION:
         raise BigBiGANError(
             f"{json_path}: classifier version {doc.get('version')}, this bigbigan reads {VERSION}"

@@ -24,7 +24,7 @@ import numpy as np
 from bigbigan.binio import TensorSpec, validate_values
 from bigbigan.config import ModelConfig, to_dict
 from bigbigan.errors import BigBiGANError
-from bigbigan.fsutil import atomic_path
+from bigbigan.fsutil import atomic_path, read_json_document
 from bigbigan.runtimes.base import check_feed, specs_from_json, specs_to_json
 from bigbigan.runtimes.torch import offline_specs
 from bigbigan.sampling import truncated_normal
@@ -57,12 +57,7 @@ def read_sidecar(onnx_path: str | Path) -> dict[str, Any] | None:
     sidecar = sidecar_path(onnx_path)
     if not sidecar.is_file():
         return None
-    try:
-        meta = json.loads(sidecar.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BigBiGANError(f"{sidecar}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise BigBiGANError(f"{sidecar}: expected a JSON object")
+    meta = read_json_document(sidecar)
     for key in ("inputs", "outputs"):
         if key in meta:
             meta[key] = specs_from_json(meta[key], f"{sidecar} {key}")

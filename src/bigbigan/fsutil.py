@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from bigbigan.errors import BigBiGANError
 
@@ -58,3 +60,21 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_json_document(
+    path: str | os.PathLike[str], expected_format: str | None = None
+) -> dict[str, Any]:
+    """A JSON object from `path`, and with `expected_format` one whose "format" key says so;
+    anything else (bad JSON, a list, another format) is a one-line error naming the file."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BigBiGANError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise BigBiGANError(f"{path}: expected a JSON object, found {type(doc).__name__}")
+    if expected_format is not None and doc.get("format") != expected_format:
+        raise BigBiGANError(
+            f"{path}: expected format {expected_format!r}, found {doc.get('format')!r}"
+        )
+    return doc

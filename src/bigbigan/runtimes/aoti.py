@@ -6,7 +6,6 @@ it: input/output specs, the device it was compiled for, and where it came from.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import numpy as np
 
 from bigbigan.binio import TensorSpec
 from bigbigan.errors import BigBiGANError
+from bigbigan.fsutil import read_json_document
 from bigbigan.runtimes.base import Runner, cuda_index, require_cuda, specs_from_json
 
 SIDECAR_FORMAT = "bigbigan-aoti"
@@ -33,13 +33,7 @@ def read_sidecar(path: Path) -> dict[str, Any]:
             f"{path}: no sidecar {sidecar.name} with the input/output names; "
             "compile packages with `bigbigan compile --target aoti`"
         )
-    try:
-        meta = json.loads(sidecar.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BigBiGANError(f"{sidecar}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise BigBiGANError(f"{sidecar}: expected format {SIDECAR_FORMAT!r}, found {found!r}")
+    meta = read_json_document(sidecar, SIDECAR_FORMAT)
     meta["inputs"] = specs_from_json(meta.get("inputs"), f"{sidecar} inputs")
     meta["outputs"] = specs_from_json(meta.get("outputs"), f"{sidecar} outputs")
     return meta
