@@ -94,12 +94,14 @@ def test_bench_rows_and_json(tiny_checkpoint: Path, tmp_path: Path) -> None:
         backends=("torch", "onnxruntime", "ort"),
         precisions=("fp32", "bf16", "int8"),
         threads=1,
+        streams=2,
         out=tmp_path,
     )
     labels = {"torch fp32", "torch fp32 channels-last", "torch bf16 channels-last",
               "onnxruntime fp32", "ort fp32", "ort int8"}  # fmt: skip
+    streamed = {"onnxruntime fp32 2 streams", "ort int8 2 streams"}  # from batch 2 on
     assert {r.label for r in result.rows if r.batch == 1} == labels
-    assert [r.batch for r in result.rows].count(4) == len(labels)
+    assert {r.label for r in result.rows if r.batch == 4} == labels | streamed
     doc = json.loads((tmp_path / "bench.json").read_text())
     assert doc["format"] == FORMAT and doc["version"] == 1 and doc["device"] == "cpu"
     assert doc["batch_sizes"] == [1, 4] and doc["repeats"] == 1 and doc["threads"] == 1
@@ -118,6 +120,9 @@ def test_bench_rows_and_json(tiny_checkpoint: Path, tmp_path: Path) -> None:
         assert by[("ort", "fp32", "", batch)]["max_abs_diff"] <= 1e-5
         assert by[("torch", "bf16", "channels-last", batch)]["mean_abs_diff"] <= 5e-3
         assert by[("ort", "int8", "", batch)]["mean_abs_diff"] <= 2e-2
+    assert by[("onnxruntime", "fp32", "2 streams", 4)]["max_abs_diff"] <= 1e-5
+    assert by[("ort", "int8", "2 streams", 4)]["mean_abs_diff"] <= 2e-2
+    assert doc["streams"] == 2
     assert set(doc["summary"]) == {"fp32", "bf16", "int8", "batch1"}
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "artifacts" / "G.int8.onnx.json").is_file()
@@ -167,6 +172,8 @@ def test_refusals(
         bench(tiny_checkpoint, repeats=0, out=tmp_path)
     with pytest.raises(BigBiGANError, match="--device tpu"):
         bench(tiny_checkpoint, device="tpu", out=tmp_path)
+    with pytest.raises(BigBiGANError, match="--streams -1"):
+        bench(tiny_checkpoint, streams=-1, out=tmp_path)
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="a CUDA GPU is visible")

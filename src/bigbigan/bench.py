@@ -43,6 +43,7 @@ REFERENCE = (
     "",
 )  # the row every ratio divides by (backend, precision, variant)
 DEFAULT_MICRO_BATCH = 32  # AOTInductor packages also run large batches in slices of this size
+DEFAULT_STREAMS = os.cpu_count() or 1  # ONNX Runtime rows also run with one copy per core
 RANDOM_SEED = 0
 LABEL_SAMPLES = 1000
 CPU_FLAGS = {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}
@@ -196,7 +197,12 @@ class Candidate:
 
 
 def _runner_candidate(
-    backend: str, precision: str, variant: str, make: Callable[[], Any], note: str = ""
+    backend: str,
+    precision: str,
+    variant: str,
+    make: Callable[[], Any],
+    note: str = "",
+    min_batch: int = 1,
 ) -> Candidate:
     """A candidate over a bigbigan Runner (loaded on open, closed on close)."""
     state: dict[str, Any] = {}
@@ -212,7 +218,7 @@ def _runner_candidate(
         if "runner" in state:
             state.pop("runner").close()
 
-    return Candidate(backend, precision, variant, open_, close, note=note)
+    return Candidate(backend, precision, variant, open_, close, min_batch, note)
 
 
 def micro_batched(infer: Infer, size: int) -> Infer:
@@ -466,6 +472,7 @@ def _candidates(
     precisions: Sequence[str],
     threads: int | None,
     micro_batch: int,
+    streams: int,
     skipped: list[dict[str, str]],
     log: Callable[[str], None],
 ) -> list[Candidate]:
@@ -474,6 +481,7 @@ def _candidates(
     from bigbigan.compile import compile_model
     from bigbigan.runtimes.aoti import AOTIRunner
     from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
+    from bigbigan.runtimes.streams import StreamedRunner
 
     cuda = device.startswith("cuda")
     found: list[Candidate] = []
@@ -486,6 +494,22 @@ def _candidates(
         return lambda: OnnxRuntimeRunner(
             path, device=device, threads=threads, optimization_level=level
         )
+
+    def ort_rows(precision: str, path: Path, note: str, backend: str = "ort") -> list[Candidate]:
+        """The ONNX Runtime session as it comes, and (CPU) as `streams` single-thread copies."""
+        rows = [_runner_candidate(backend, precision, "", ort_runner(path), note)]
+        if streams > 1 and not cuda:
+
+            def make() -> StreamedRunner:
+                return StreamedRunner(
+                    lambda per_copy: OnnxRuntimeRunner(path, threads=per_copy), streams, path=path
+                )
+
+            note = f"{note}; batch split across {streams} copies, 1 thread each"
+            rows.append(
+                _runner_candidate(backend, precision, f"{streams} streams", make, note, streams)
+            )
+        return rows
 
     def build(target: str, precision: str, out: Path) -> Path | None:
         log(f"compiling {target} {precision} ...")
@@ -511,11 +535,7 @@ def _candidates(
 
         try:
             providers_for(device)  # CUDA needs onnxruntime-gpu
-            found.append(
-                _runner_candidate(
-                    "onnxruntime", "fp32", "", ort_runner(onnx_path), "plain export, defaults"
-                )
-            )
+            found += ort_rows("fp32", onnx_path, "plain export, defaults", "onnxruntime")
         except BigBiGANError as e:
             skipped.append({"backend": "onnxruntime", "precision": "fp32", "reason": str(e)})
     if "ort" in backends:
@@ -529,8 +549,7 @@ def _candidates(
         if "int8" in precisions and not cuda:
             path = build("ort", "int8", work / "G.int8.onnx")
             if path is not None:
-                note = "static QDQ, per-channel, U8S8"
-                found.append(_runner_candidate("ort", "int8", "", ort_runner(path), note))
+                found += ort_rows("int8", path, "static QDQ, per-channel, U8S8")
     if "aoti" in backends:
         wanted = [p for p in ("fp32", "bf16", "fp16" if cuda else "int8") if p in precisions]
         for precision in wanted:
@@ -586,6 +605,7 @@ def bench(
     precisions: Sequence[str] = PRECISIONS,
     threads: int | None = None,
     micro_batch: int = DEFAULT_MICRO_BATCH,
+    streams: int = DEFAULT_STREAMS,
     out: str | Path = "out/bench",
     classifier: str | Path | None = None,
     label_samples: int = LABEL_SAMPLES,
@@ -608,6 +628,8 @@ def bench(
         raise BigBiGANError(f"--repeats {repeats} / --warmup {warmup}: expected >= 1 / >= 0")
     if micro_batch < 0:
         raise BigBiGANError(f"--micro-batch {micro_batch}: expected 0 (off) or a positive size")
+    if streams < 0:
+        raise BigBiGANError(f"--streams {streams}: expected 0 or 1 (off) or a number of copies")
     if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
         raise BigBiGANError(f"--device {device}: expected cpu, cuda or cuda:N")
     require_cuda(device, "bench")
@@ -647,6 +669,7 @@ def bench(
         precisions=precisions,
         threads=threads,
         micro_batch=micro_batch,
+        streams=streams,
         skipped=skipped,
         log=log,
     )
@@ -748,6 +771,7 @@ def bench(
         "warmup": warmup,
         "threads": threads,
         "micro_batch": micro_batch,
+        "streams": streams,
         "ratio_reference": " ".join(x for x in ratio_reference if x),
         "accuracy_reference": "torch fp32",
         "classifier": str(classifier_dir) if classifier_dir else None,

@@ -191,6 +191,7 @@ def _infer(args: argparse.Namespace) -> None:
         device=args.device,
         backend=args.backend,
         threads=args.threads,
+        streams=args.streams,
         summary=args.summary,
     )
     print(format_summary(result))
@@ -401,6 +402,7 @@ def _train_classifier(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from bigbigan.bench import (
         BACKENDS,
+        DEFAULT_STREAMS,
         PRECISIONS,
         bench,
         format_table,
@@ -423,6 +425,7 @@ def _bench(args: argparse.Namespace) -> None:
         precisions=parse_names(args.precisions, PRECISIONS, "--precisions"),
         threads=args.threads,
         micro_batch=args.micro_batch,
+        streams=DEFAULT_STREAMS if args.streams is None else args.streams,
         out=args.out,
         classifier=args.classifier,
         log=log,
@@ -555,7 +558,13 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--duration", type=_seconds, help="time runs for this many seconds")
     p.add_argument("--device", default="cpu")
     p.add_argument("--backend", help="force a backend: torch, onnxruntime, aoti, tensorrt")
-    p.add_argument("--threads", type=_positive)
+    p.add_argument("--threads", type=_positive, help="CPU threads (per copy with --streams)")
+    p.add_argument(
+        "--streams",
+        type=_positive,
+        default=1,
+        help="split each batch across N copies of the model, one thread each (CPU throughput)",
+    )
     p.add_argument("--summary", help="also write the JSON summary here")
 
     from bigbigan.stats import STATISTICS
@@ -627,6 +636,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precisions", help="subset of fp32,bf16,fp16,int8 (default: all)")
     p.add_argument("--threads", type=_positive, help="CPU threads of every backend")
     p.add_argument("--micro-batch", type=_non_negative, default=32, help="aoti slices; 0: off")
+    p.add_argument(
+        "--streams",
+        type=_non_negative,
+        help="ONNX Runtime rows also as N single-thread copies (default: one per core; 0: off)",
+    )
     p.add_argument("--classifier", help="evaluation classifier for label accuracy")
     p.add_argument("--out", default="out/bench", help="bench.json, bench.png, artifacts/")
     p.add_argument("--json", action="store_true", help="print the JSON instead of the table")

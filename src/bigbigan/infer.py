@@ -518,6 +518,7 @@ SUMMARY_FIELDS: dict[str, Any] = {
         "backend": (str, type(None)),
         "device": str,
         "threads": (int, type(None)),
+        "streams": int,
         "input": (list, type(None)),
         "batch": (int, type(None)),
         "seed": int,
@@ -535,7 +536,13 @@ SUMMARY_FIELDS: dict[str, Any] = {
         "os": str,
         "python": str,
     },
-    "backend": {"name": str, "version": str, "device": str, "threads": (int, type(None))},
+    "backend": {
+        "name": str,
+        "version": str,
+        "device": str,
+        "threads": (int, type(None)),
+        "streams": int,
+    },
     "model": {"path": str, "inputs": list, "outputs": list, "load_s": _NUM},
     "inputs": {
         "source": str,
@@ -631,6 +638,7 @@ def build_summary(
             "version": runner.version(),
             "device": runner.device,
             "threads": runner.threads,
+            "streams": runner.streams,
         },
         "model": {
             "path": str(result.model),
@@ -725,6 +733,7 @@ def infer(
     device: str = "cpu",
     backend: str | None = None,
     threads: int | None = None,
+    streams: int = 1,
     summary: str | Path | None = None,
     **options: Any,
 ) -> InferResult:
@@ -733,7 +742,8 @@ def infer(
 
     `loop` timed passes (default 1) or, instead, passes until `duration` seconds are spent;
     `warmup` untimed calls first; `batch` for synthetic or folder inputs (default: the model's
-    static batch, else 256).
+    static batch, else 256). `streams` > 1 splits each batch across that many copies of the
+    model, `threads` each (throughput mode, CPU; see bigbigan.runtimes.streams).
     """
     outfmt = outfmt.upper()
     if outfmt not in OUTFMTS:
@@ -748,6 +758,8 @@ def infer(
         raise BigBiGANError(f"--warmup {warmup}: expected zero or more runs")
     if batch is not None and batch < 1:
         raise BigBiGANError(f"--batch {batch}: expected a positive batch size")
+    if streams < 1:
+        raise BigBiGANError(f"--streams {streams}: expected a positive number of model copies")
     model = Path(model)
     out_dir = ensure_dir(output_dir, flag="--output") if output_dir is not None else None
     if summary is not None and Path(summary).is_dir():
@@ -757,6 +769,7 @@ def infer(
         "backend": backend,
         "device": device,
         "threads": threads,
+        "streams": streams,
         "input": [str(i) for i in inputs] if inputs else None,
         "batch": batch,
         "seed": seed,
@@ -769,7 +782,9 @@ def infer(
     if duration is None and loop is None:
         arguments["loop"] = loop = 1
     stem = model_stem(model)
-    with open_runner(model, backend=backend, device=device, threads=threads, **options) as runner:
+    with open_runner(
+        model, backend=backend, device=device, threads=threads, streams=streams, **options
+    ) as runner:
         data = resolve_inputs(
             inputs, runner.inputs, num_classes=model_num_classes(model), batch=batch, seed=seed
         )
@@ -801,7 +816,7 @@ def infer(
         real_per_call = sum(data.real[i % per_pass] for i in range(n_runs)) / n_runs
         result = InferResult(
             model,
-            runner.name,
+            runner.name if streams == 1 else f"{runner.name}, {streams} streams",
             paths,
             timing.runs_ms,
             data.batch,

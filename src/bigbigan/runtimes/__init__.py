@@ -16,6 +16,7 @@ from bigbigan.errors import BigBiGANError
 from bigbigan.runtimes.aoti import AOTIRunner
 from bigbigan.runtimes.base import Runner, check_feed
 from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
+from bigbigan.runtimes.streams import StreamedRunner
 from bigbigan.runtimes.tensorrt import TensorRTRunner
 from bigbigan.runtimes.torch import TorchRunner
 
@@ -30,6 +31,7 @@ __all__ = [
     "AOTIRunner",
     "OnnxRuntimeRunner",
     "Runner",
+    "StreamedRunner",
     "TensorRTRunner",
     "TorchRunner",
     "backend_for",
@@ -70,13 +72,15 @@ def open_runner(
     backend: str | None = None,
     device: str = "cpu",
     threads: int | None = None,
+    streams: int = 1,
     **options: Any,
 ) -> Runner:
     """A runner for `path`, not yet loaded (use it in a `with` block, or call `load()`).
 
     The backend is `backend` (`--backend`) or else chosen by file type. The file is checked to
     be what its extension says before returning; `options` are backend keyword options (e.g.
-    `encoder=True` for torch, `optimization_level="basic"` for onnxruntime).
+    `encoder=True` for torch, `optimization_level="basic"` for onnxruntime). `streams` > 1
+    splits each batch across that many copies of the model, `threads` each (StreamedRunner).
     """
     path = Path(path)
     if backend is None:
@@ -98,4 +102,12 @@ def open_runner(
     if not path.exists():
         raise BigBiGANError(f"{path}: no such file or directory")
     cls.check_file(path)
+    if streams > 1:
+        return StreamedRunner(
+            lambda per_copy: cls(path, device=device, threads=per_copy, **options),
+            streams,
+            path=path,
+            device=device,
+            threads=threads,
+        )
     return cls(path, device=device, threads=threads, **options)

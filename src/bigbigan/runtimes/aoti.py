@@ -48,6 +48,7 @@ class AOTIRunner(Runner):
 
     name = "aoti"
     suffixes = (".pt2",)
+    concurrent = False  # two threads' calls run one at a time (measured)
 
     def __init__(
         self, path: str | Path, *, device: str = "cpu", threads: int | None = None

@@ -44,6 +44,7 @@ class OpenVINORunner(Runner):
 
     name = "openvino"
     suffixes = (".xml", ".onnx")
+    concurrent = False  # two threads' calls run one at a time (measured)
 
     def __init__(
         self,

@@ -1,0 +1,94 @@
+"""Throughput mode (StreamedRunner): a batch split across copies of a model gives the same
+images, in the same order, as one copy; and the cases it cannot serve are clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bigbigan.compile import CompileReport
+from bigbigan.errors import BigBiGANError
+from bigbigan.export import ExportReport, random_feed
+from bigbigan.infer import infer, validate_summary
+from bigbigan.runtimes import OnnxRuntimeRunner, StreamedRunner, open_runner
+
+
+def _images(runner: OnnxRuntimeRunner | StreamedRunner, feed: dict[str, np.ndarray]) -> np.ndarray:
+    with runner:
+        return runner.infer(feed)["images"]
+
+
+@pytest.mark.parametrize(
+    ("streams", "batch", "slice_size"), [(2, 7, None), (3, 5, 2), (2, 1, None)]
+)
+def test_streams_match_one_copy(
+    tiny_onnx: ExportReport, streams: int, batch: int, slice_size: int | None
+) -> None:
+    """Uneven shares, slices and a batch smaller than the streams all map back in order."""
+    with OnnxRuntimeRunner(tiny_onnx.path, threads=1) as one:
+        feed = random_feed(one.inputs, batch, num_classes=10, seed=3)
+        expected = one.infer(feed)["images"]
+    streamed = StreamedRunner(
+        lambda t: OnnxRuntimeRunner(tiny_onnx.path, threads=t),
+        streams,
+        path=tiny_onnx.path,
+        slice_size=slice_size,
+    )
+    found = _images(streamed, feed)
+    assert found.shape == expected.shape
+    np.testing.assert_allclose(found, expected, rtol=0, atol=1e-6)
+    # each sample is its own: reversing the batch reverses the images
+    reversed_feed = {k: v[::-1].copy() for k, v in feed.items()}
+    np.testing.assert_allclose(_images(streamed, reversed_feed), expected[::-1], atol=1e-6)
+
+
+def test_open_runner_streams(tiny_onnx: ExportReport) -> None:
+    runner = open_runner(tiny_onnx.path, streams=2, threads=1)
+    assert isinstance(runner, StreamedRunner)
+    with runner:
+        assert runner.name == "onnxruntime" and runner.streams == 2
+        assert [s.name for s in runner.inputs] == ["x1", "x2"]
+        assert runner.version() == OnnxRuntimeRunner.version()
+    assert not isinstance(open_runner(tiny_onnx.path, streams=1), StreamedRunner)
+
+
+def test_stream_errors(tiny_onnx: ExportReport, tiny_aoti: CompileReport, tmp_path: Path) -> None:
+    def ort(t: int) -> OnnxRuntimeRunner:
+        return OnnxRuntimeRunner(tiny_onnx.path, threads=t)
+
+    with pytest.raises(BigBiGANError, match="--streams 1: expected an integer >= 2"):
+        StreamedRunner(ort, 1, path=tiny_onnx.path)
+    with pytest.raises(BigBiGANError, match="streams are for the CPU"):
+        StreamedRunner(ort, 2, path=tiny_onnx.path, device="cuda")
+    with pytest.raises(BigBiGANError, match="slice size 0"):
+        StreamedRunner(ort, 2, path=tiny_onnx.path, slice_size=0)
+    with pytest.raises(BigBiGANError, match="aoti backend runs calls from several threads"):
+        open_runner(tiny_aoti.path, streams=2)
+
+    import onnx
+
+    from bigbigan.compile import static_onnx
+
+    static = tmp_path / "G_static.onnx"
+    onnx.save(static_onnx(onnx.load(str(tiny_onnx.path)), 4), str(static))
+    runner = open_runner(static, streams=2)
+    with pytest.raises(BigBiGANError, match="input x1 has a static batch dimension"):
+        runner.load()
+    assert not runner.is_loaded
+
+
+def test_infer_with_streams(tiny_onnx: ExportReport, tmp_path: Path) -> None:
+    one = infer(tiny_onnx.path, None, tmp_path / "one", batch=6, threads=1)
+    two = infer(
+        tiny_onnx.path, None, tmp_path / "two", batch=6, streams=2, summary=tmp_path / "s.json"
+    )
+    np.testing.assert_allclose(two.arrays["images"], one.arrays["images"], atol=1e-6)
+    doc = json.loads((tmp_path / "s.json").read_text())
+    validate_summary(doc)
+    assert doc["backend"]["streams"] == 2 and doc["arguments"]["streams"] == 2
+    assert two.backend == "onnxruntime, 2 streams"
+    with pytest.raises(BigBiGANError, match="--streams 0"):
+        infer(tiny_onnx.path, None, None, batch=2, streams=0)
