@@ -85,8 +85,8 @@ class Runner(ABC):
     suffixes: tuple[str, ...] = ()  # file extensions this backend opens, e.g. (".onnx",)
     streams: int = 1  # copies of the model a batch is split across (StreamedRunner)
     # Whether copies of this backend's model compute at the same time when called from two
-    # Python threads (StreamedRunner needs it). Measured: ONNX Runtime and PyTorch eager do;
-    # AOTInductor packages and OpenVINO run the calls one after the other.
+    # Python threads (StreamedRunner needs it). ONNX Runtime does (measured), PyTorch's operators
+    # release the GIL; AOTInductor packages and OpenVINO run the calls one after the other.
     concurrent: bool = True
 
     def __init__(self, path: str | Path, *, device: str = "cpu", threads: int | None = None):

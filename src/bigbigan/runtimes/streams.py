@@ -4,7 +4,7 @@ On a small CPU, one runner using every core spends a measurable share of each ba
 for its threads at the end of every operator. Giving each core its own copy of the model with
 one thread, and each copy an equal share of the batch, removes those waits: the copies never
 synchronise until the batch is done (OpenVINO calls these streams). Measured on the 2-vCPU dev
-machine at batch 256, ch=64: ONNX Runtime 1.18x and torch.compile 1.24x their two-thread rate.
+machine at batch 256, ch=64: ONNX Runtime fp32 1.12-1.18x and int8 1.85x its two-thread session.
 Latency of a single image does not improve; use it for batches.
 
 The wrapped runners must release the GIL while they compute (ONNX Runtime and PyTorch do).
