@@ -25,9 +25,7 @@ from bigbigan.runtimes.base import Runner
 
 class StreamedRunner(Runner):
     """`streams` copies of one model, made by `make(threads)`; each batch is split into
-    `streams` contiguous shares run concurrently, and the outputs are joined in order. With
-    `slice_size`, each copy runs its share in slices of at most that many samples, which keeps
-    a backend's activations in cache (AOTInductor on the CPU gains from it, ONNX Runtime not).
+    `streams` contiguous shares run concurrently, and the outputs are joined in order.
 
     Each copy is loaded and run on its own worker thread, so a backend whose thread setting is
     per OS thread (PyTorch's OpenMP pool) gets it per copy. `threads` is per copy (default 1).
@@ -42,17 +40,13 @@ class StreamedRunner(Runner):
         path: str | Path,
         device: str = "cpu",
         threads: int | None = None,
-        slice_size: int | None = None,
     ) -> None:
         super().__init__(path, device=device, threads=threads)
         if not isinstance(streams, int) or streams < 2:
             raise BigBiGANError(f"--streams {streams}: expected an integer >= 2 (1 is off)")
         if device != "cpu":
             raise BigBiGANError(f"--streams {streams}: streams are for the CPU, not {device}")
-        if slice_size is not None and slice_size < 1:
-            raise BigBiGANError(f"slice size {slice_size}: expected a positive number of samples")
         self.streams = streams
-        self.slice_size = slice_size
         self._make = make
         self._copies: list[Runner] = []
         self._workers: list[ThreadPoolExecutor] = []
@@ -95,24 +89,14 @@ class StreamedRunner(Runner):
         n = next(iter(feed.values())).shape[0]
         bounds = np.linspace(0, n, self.streams + 1).round().astype(int)
         shares = [
-            worker.submit(self._run_share, copy, feed, lo, hi)
+            worker.submit(copy.infer, {k: v[lo:hi] for k, v in feed.items()})
             for worker, copy, lo, hi in zip(
                 self._workers, self._copies, bounds[:-1], bounds[1:], strict=True
             )
             if hi > lo
         ]
-        parts = [part for share in shares for part in share.result()]
+        parts = [share.result() for share in shares]
         return {spec.name: np.concatenate([p[spec.name] for p in parts]) for spec in self.outputs}
-
-    def _run_share(
-        self, copy: Runner, feed: dict[str, np.ndarray], lo: int, hi: int
-    ) -> list[dict[str, np.ndarray]]:
-        """Samples lo..hi of `feed` through one copy, in slices of `slice_size`."""
-        step = self.slice_size or hi - lo
-        return [
-            copy.infer({k: v[i : min(i + step, hi)] for k, v in feed.items()})
-            for i in range(lo, hi, step)
-        ]
 
     def _close_impl(self) -> None:
         for worker, copy in zip(self._workers, self._copies, strict=False):
