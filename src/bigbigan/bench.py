@@ -479,9 +479,9 @@ def _candidates(
     """Build every artifact the selection asks for; what cannot be built here is skipped with
     its reason (a missing package, no GPU, ...), never fatal."""
     from bigbigan.compile import compile_model
+    from bigbigan.runtimes import open_runner
     from bigbigan.runtimes.aoti import AOTIRunner
     from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
-    from bigbigan.runtimes.streams import StreamedRunner
 
     cuda = device.startswith("cuda")
     found: list[Candidate] = []
@@ -499,15 +499,16 @@ def _candidates(
         """The ONNX Runtime session as it comes, and (CPU) as `streams` single-thread copies."""
         rows = [_runner_candidate(backend, precision, "", ort_runner(path), note)]
         if streams > 1 and not cuda:
-
-            def make() -> StreamedRunner:
-                return StreamedRunner(
-                    lambda per_copy: OnnxRuntimeRunner(path, threads=per_copy), streams, path=path
-                )
-
             note = f"{note}; batch split across {streams} copies, 1 thread each"
             rows.append(
-                _runner_candidate(backend, precision, f"{streams} streams", make, note, streams)
+                _runner_candidate(
+                    backend,
+                    precision,
+                    f"{streams} streams",
+                    lambda: open_runner(path, backend="onnxruntime", streams=streams),
+                    note,
+                    streams,
+                )
             )
         return rows
 

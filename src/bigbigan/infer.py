@@ -758,8 +758,6 @@ def infer(
         raise BigBiGANError(f"--warmup {warmup}: expected zero or more runs")
     if batch is not None and batch < 1:
         raise BigBiGANError(f"--batch {batch}: expected a positive batch size")
-    if streams < 1:
-        raise BigBiGANError(f"--streams {streams}: expected a positive number of model copies")
     model = Path(model)
     out_dir = ensure_dir(output_dir, flag="--output") if output_dir is not None else None
     if summary is not None and Path(summary).is_dir():

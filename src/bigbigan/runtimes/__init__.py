@@ -83,6 +83,8 @@ def open_runner(
     splits each batch across that many copies of the model, `threads` each (StreamedRunner).
     """
     path = Path(path)
+    if streams < 1:
+        raise BigBiGANError(f"--streams {streams}: expected a positive number of model copies")
     if backend is None:
         backend = backend_for(path)
     elif backend not in RUNNERS:
