@@ -495,9 +495,11 @@ def _candidates(
             path, device=device, threads=threads, optimization_level=level
         )
 
-    def ort_rows(precision: str, path: Path, note: str, backend: str = "ort") -> list[Candidate]:
+    def ort_rows(
+        precision: str, path: Path, note: str, backend: str = "ort", level: str = "all"
+    ) -> list[Candidate]:
         """The ONNX Runtime session as it comes, and (CPU) as `streams` single-thread copies."""
-        rows = [_runner_candidate(backend, precision, "", ort_runner(path), note)]
+        rows = [_runner_candidate(backend, precision, "", ort_runner(path, level), note)]
         if streams > 1 and not cuda:
             note = f"{note}; batch split across {streams} copies, 1 thread each"
             rows.append(
@@ -505,7 +507,9 @@ def _candidates(
                     backend,
                     precision,
                     f"{streams} streams",
-                    lambda: open_runner(path, backend="onnxruntime", streams=streams),
+                    lambda: open_runner(
+                        path, backend="onnxruntime", streams=streams, optimization_level=level
+                    ),
                     note,
                     streams,
                 )
@@ -543,10 +547,8 @@ def _candidates(
         if "fp32" in precisions:
             path = build("ort", "fp32", work / "G.ort.onnx") if not cuda else None
             if path is not None:
-                note = "offline-optimised (level all), loaded without re-optimising"
-                found.append(
-                    _runner_candidate("ort", "fp32", "", ort_runner(path, "disable"), note)
-                )
+                note = "upsampling rewritten, offline-optimised (level all), loaded as is"
+                found += ort_rows("fp32", path, note, level="disable")
         if "int8" in precisions and not cuda:
             path = build("ort", "int8", work / "G.int8.onnx")
             if path is not None:

@@ -165,6 +165,7 @@ def _compile(args: argparse.Namespace) -> None:
         soc_version=args.soc_version,
         ort_level=args.ort_level,
         tolerance=args.tolerance,
+        rewrite=args.rewrite,
     )
     print(f"wrote {report.path} ({report.target}, {report.precision}, {report.seconds:.1f} s)")
     if report.max_abs_diff is not None:
@@ -538,6 +539,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         choices=("basic", "extended", "all"),
         help="ort: optimisation level ('all' is tied to this CPU, 'extended' is portable)",
+    )
+    p.add_argument(
+        "--no-rewrite",
+        dest="rewrite",
+        action="store_false",
+        help="ort fp32: keep the upsampling as exported (default: rewrite it, exactly, to "
+        "transposed convolutions; see docs/performance.md)",
     )
     p.add_argument("--tolerance", type=float, default=1e-4, help="max abs diff vs the ONNX")
 

@@ -111,6 +111,7 @@ class CompileJob:
     ort_level: str = "all"
     tolerance: float = 1e-4
     inductor_configs: dict[str, Any] | None = None  # aoti: None = AOTI_CONFIGS[precision]
+    rewrite: bool = True  # ort fp32: the exact upsampling rewrites of bigbigan.rewrite
 
     @property
     def num_classes(self) -> int | None:
@@ -150,6 +151,7 @@ def compile_model(
     ort_level: str = "all",
     tolerance: float = 1e-4,
     inductor_configs: dict[str, Any] | None = None,
+    rewrite: bool = True,
 ) -> CompileReport:
     """Compile `onnx_path` for `target` into `out`; see the module docstring.
 
@@ -160,6 +162,7 @@ def compile_model(
     that differ from the source ONNX by more than `tolerance` (max abs) are not written; reduced
     precision has its own bounds (PRECISION_LIMITS). `inductor_configs` (aoti) replaces the
     precision's default Inductor options (AOTI_CONFIGS), e.g. `{"freezing": False}`.
+    `rewrite=False` (ort fp32) skips the upsampling rewrites (bigbigan.rewrite).
     """
     onnx_path, out = Path(onnx_path), Path(out)
     if target not in TARGETS:
@@ -205,6 +208,7 @@ def compile_model(
         ort_level=ort_level,
         tolerance=tolerance,
         inductor_configs=inductor_configs,
+        rewrite=rewrite,
     )
     ensure_dir(out.parent, flag=f"--out {out}")
     return BUILDERS[(target, precision)](job)
@@ -330,16 +334,22 @@ def _first_line(error: BaseException) -> str:
 
 @builder("ort", "fp32")
 def _build_ort(job: CompileJob) -> CompileReport:
-    """Let ONNX Runtime optimise the graph once and save it (`optimized_model_filepath`).
+    """Rewrite the upsampling (bigbigan.rewrite), then let ONNX Runtime optimise the graph once
+    and save it (`optimized_model_filepath`).
 
     Every level saves on the CPU. "all" adds the NCHWc layout transforms, whose blocked
     convolutions depend on this CPU's vector width (ORT warns the file should run only where it
     was made); "extended" stops before them and is portable across machines.
     """
+    import onnx
+
+    from bigbigan.rewrite import rewrite_upsampling
     from bigbigan.runtimes.onnxruntime import graph_level, import_onnxruntime
 
     ort = import_onnxruntime()
     fmt = "ORT" if job.out.suffix.lower() == ".ort" else "ONNX"
+    source = onnx.load(str(job.onnx_path))
+    rewrites = rewrite_upsampling(source) if job.rewrite else {}
     with _staged(job.out) as staged:
         options = ort.SessionOptions()
         options.graph_optimization_level = graph_level(job.ort_level)
@@ -348,7 +358,9 @@ def _build_ort(job: CompileJob) -> CompileReport:
         options.log_severity_level = 3  # the hardware-specific warning goes into the note
         started = time.perf_counter()
         try:
-            ort.InferenceSession(str(job.onnx_path), options, providers=providers_for(job.device))
+            ort.InferenceSession(
+                source.SerializeToString(), options, providers=providers_for(job.device)
+            )
         except Exception as e:
             raise BigBiGANError(
                 f"{job.onnx_path}: ONNX Runtime cannot optimise it: {_first_line(e)}"
@@ -358,11 +370,13 @@ def _build_ort(job: CompileJob) -> CompileReport:
             raise BigBiGANError(f"{job.out}: ONNX Runtime wrote nothing")
         max_abs = _validate(job, OnnxRuntimeRunner, staged, batch=job.batch or 4)
         note = f"ONNX Runtime {ort.__version__}, level {job.ort_level}, {fmt} format"
+        if rewrites:
+            note += "; " + ", ".join(f"{n}x {what}" for what, n in rewrites.items())
         if job.ort_level == "all":
             note += "; holds layout optimisations specific to this CPU: run it where it was made"
         report = CompileReport("ort", job.precision, job.out, seconds, None, note, max_abs)
         report.sidecar = _sidecar(job.out)
-        meta = _meta(job, report, level=job.ort_level, format=fmt)
+        meta = _meta(job, report, level=job.ort_level, file_format=fmt, rewrites=dict(rewrites))
         meta["inputs"], meta["outputs"] = specs_to_json(job.inputs), specs_to_json(job.outputs)
         _write_json(_sidecar(staged), meta)
     return report
@@ -439,7 +453,7 @@ def _build_ort_int8(job: CompileJob) -> CompileReport:
         report = CompileReport("ort", job.precision, job.out, seconds, None, note, max_abs)
         report.mean_abs_diff = mean_abs
         report.sidecar = _sidecar(job.out)
-        meta = _meta(job, report, format="ONNX", **_reduced_meta(job, report))
+        meta = _meta(job, report, file_format="ONNX", **_reduced_meta(job, report))
         meta["inputs"], meta["outputs"] = specs_to_json(job.inputs), specs_to_json(job.outputs)
         _write_json(_sidecar(staged), meta)
     return report
