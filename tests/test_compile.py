@@ -192,6 +192,8 @@ def test_aoti_package(tiny_aoti: CompileReport, tiny_onnx: ExportReport) -> None
     assert report.path.suffix == ".pt2" and report.max_abs_diff <= 1e-5
     meta = json.loads(report.sidecar.read_text())
     assert meta["format"] == "bigbigan-aoti" and meta["device"] == "cpu"
+    assert meta["rewrites"] == {"upsample+conv3x3 -> conv_transpose4x4/2": 3,
+                                "upsample+conv1x1 -> conv1x1+upsample": 3}  # fmt: skip
     assert [i["name"] for i in meta["inputs"]] == ["x1", "x2"]
     assert meta["inputs"][0]["shape"] == [None, 100]
     assert meta["outputs"] == [{"name": "images", "dtype": "float32", "shape": [None, 32, 32, 1]}]

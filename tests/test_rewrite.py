@@ -12,11 +12,16 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 
+from bigbigan.checkpoint import load_model
 from bigbigan.compile import compile_model
 from bigbigan.export import ExportReport, random_feed
+from bigbigan.models import offline_module
+from bigbigan.nn import UpBlock
 from bigbigan.rewrite import (
     CONV1X1_BEFORE_UPSAMPLE,
     CONV3X3_TO_TRANSPOSED,
+    FoldedUpBlock,
+    fold_upsampling,
     rewrite_upsampling,
     transposed_kernel,
 )
@@ -35,6 +40,21 @@ def test_transposed_kernel_is_upsample_then_conv(size: int) -> None:
     found = F.conv_transpose2d(x, wt, stride=2, padding=1)
     assert found.shape == expected.shape
     torch.testing.assert_close(found, expected, rtol=0, atol=1e-12)
+
+
+def test_fold_upsampling_keeps_the_generator(tiny_checkpoint: Path) -> None:
+    model, _ = load_model(tiny_checkpoint)
+    plain, folded = offline_module(model), offline_module(model)
+    assert fold_upsampling(folded) == {CONV3X3_TO_TRANSPOSED: 3, CONV1X1_BEFORE_UPSAMPLE: 3}
+    assert not any(isinstance(m, UpBlock) for m in folded.modules())
+    assert sum(isinstance(m, FoldedUpBlock) for m in folded.modules()) == 3
+    assert sum(isinstance(m, UpBlock) for m in plain.modules()) == 3  # the copy is its own
+    torch.manual_seed(0)
+    z, y = torch.randn(5, 100).clamp(-2, 2), torch.arange(5, dtype=torch.int32)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(z, y), plain(z, y), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="offline_module first"):
+        fold_upsampling(model.G)  # spectral norm still parametrizes the weights
 
 
 def _ops(model: onnx.ModelProto) -> list[str]:

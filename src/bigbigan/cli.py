@@ -544,8 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-rewrite",
         dest="rewrite",
         action="store_false",
-        help="ort fp32: keep the upsampling as exported (default: rewrite it, exactly, to "
-        "transposed convolutions; see docs/performance.md)",
+        help="fp32 ort/aoti: keep the upsampling as exported (default: rewrite it, exactly, "
+        "to transposed convolutions; see docs/performance.md)",
     )
     p.add_argument("--tolerance", type=float, default=1e-4, help="max abs diff vs the ONNX")
 

@@ -11,8 +11,9 @@ Each generator block repeats every pixel 2x2 (nearest upsampling) and convolves 
   4x fewer multiply-adds.
 
 Only the order of summation changes (differences at float rounding, about 1e-6 on pixels).
-A pattern that does not match exactly (another resize mode, padding, stride, a shared
-upsampled tensor, weights that are not constants) is left alone.
+Two forms: `rewrite_upsampling` on an ONNX graph (target ort), where a pattern that does not
+match exactly (another resize mode, padding, stride, a shared upsampled tensor, weights that are
+not constants) is left alone; `fold_upsampling` on the PyTorch generator (target aoti).
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bigbigan.nn import UpBlock
 
 # Row u of a 3x3 kernel applied to the 2x-repeated map lands on input row i-1, i or i+1 of the
 # small map; for the transposed kernel's tap k (output row 2i + k - 1 from input row i):
@@ -41,6 +47,44 @@ def transposed_kernel(weight: np.ndarray) -> np.ndarray:
     upsampling followed by the (Cout, Cin, 3, 3) convolution `weight` (padding 1)."""
     taps = np.einsum("ku,lv,oiuv->iokl", UPSAMPLED_TAPS, UPSAMPLED_TAPS, weight)
     return taps.astype(weight.dtype)
+
+
+class FoldedUpBlock(nn.Module):
+    """An inference-only UpBlock with its upsampling folded into the convolutions: conv1 as a
+    stride-2 transposed convolution of the small map, the skip's 1x1 before the upsampling."""
+
+    def __init__(self, block: UpBlock) -> None:
+        super().__init__()
+        weight = block.conv1.weight.detach()  # plain: spectral norm already folded
+        cout, cin = weight.shape[:2]
+        self.bn1, self.bn2, self.conv2, self.skip = block.bn1, block.bn2, block.conv2, block.skip
+        self.conv1 = nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False)
+        folded = transposed_kernel(weight.cpu().double().numpy())
+        self.conv1.weight.data = torch.from_numpy(folded).to(weight)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.relu(self.bn1(x, c)))  # (B, Cout, 2H, 2W)
+        h = self.conv2(F.relu(self.bn2(h, c)))
+        return h + F.interpolate(self.skip(x), scale_factor=2, mode="nearest")
+
+
+def fold_upsampling(module: nn.Module) -> Counter[str]:
+    """Replace every UpBlock inside `module` (an offline module: eval mode, spectral norms
+    folded) by its FoldedUpBlock, in place; returns the rewrites made, named as in the graph
+    pass."""
+    from torch.nn.utils import parametrize
+
+    done: Counter[str] = Counter()
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, UpBlock):
+                continue
+            if parametrize.is_parametrized(child.conv1):
+                raise ValueError("fold_upsampling needs plain weights: use offline_module first")
+            setattr(parent, name, FoldedUpBlock(child))
+            done[CONV3X3_TO_TRANSPOSED] += 1
+            done[CONV1X1_BEFORE_UPSAMPLE] += 1
+    return done
 
 
 def rewrite_upsampling(model: Any) -> Counter[str]:
