@@ -18,7 +18,6 @@ from bigbigan.bench import (
     generated_label_accuracy,
     gpu_bf16_peak,
     latency_stats,
-    micro_batched,
     parse_batch_sizes,
     parse_names,
     random_checkpoint,
@@ -57,18 +56,6 @@ def test_gpu_peak_table() -> None:
     assert gpu_bf16_peak("NVIDIA L40S") == 362e12 and gpu_bf16_peak("NVIDIA L4") == 121e12
     assert gpu_bf16_peak("NVIDIA A100-SXM4-80GB") == 312e12
     assert gpu_bf16_peak("Tesla T4") is None
-
-
-def test_micro_batched_is_the_same_function() -> None:
-    calls = []
-
-    def infer(feed: dict) -> np.ndarray:
-        calls.append(len(feed["x1"]))
-        return feed["x1"] * 2
-
-    feed = {"x1": np.arange(10.0), "x2": np.arange(10)}
-    np.testing.assert_array_equal(micro_batched(infer, 4)(feed), np.arange(10.0) * 2)
-    assert calls == [4, 4, 2]
 
 
 def test_random_checkpoint_is_not_saturated(tmp_path: Path) -> None:
@@ -165,8 +152,10 @@ def test_label_accuracy_hook(tiny_checkpoint: Path, tmp_path: Path) -> None:
 def test_refusals(
     tiny_checkpoint: Path, tiny_unconditional_checkpoint: Path, tmp_path: Path
 ) -> None:
-    with pytest.raises(BigBiGANError, match="--backends must include torch"):
-        bench(tiny_checkpoint, backends=("onnxruntime",), batch_sizes=(1,), out=tmp_path)
+    for backends, precisions in [(("onnxruntime",), ("fp32",)), (("torch",), ("bf16",))]:
+        with pytest.raises(BigBiGANError, match="must include torch and fp32"):
+            bench(tiny_checkpoint, backends=backends, precisions=precisions, out=tmp_path)
+    assert not (tmp_path / "artifacts").exists()  # refused before any slow step
     with pytest.raises(BigBiGANError, match="conditional generator"):
         bench(tiny_unconditional_checkpoint, batch_sizes=(1,), out=tmp_path)
     with pytest.raises(BigBiGANError, match="--repeats 0"):

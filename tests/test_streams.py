@@ -1,5 +1,6 @@
-"""Throughput mode (StreamedRunner): a batch split across copies of a model gives the same
-images, in the same order, as one copy; and the cases it cannot serve are clear errors."""
+"""Throughput modes: a batch split across copies of a model (StreamedRunner) or run in slices
+(Runner.micro_batch) gives the same images, in the same order, as one whole call; and the cases
+they cannot serve are clear errors."""
 
 from __future__ import annotations
 
@@ -85,3 +86,42 @@ def test_infer_with_streams(tiny_onnx: ExportReport, tmp_path: Path) -> None:
     assert two.backend == "onnxruntime, 2 streams"
     with pytest.raises(BigBiGANError, match="--streams 0"):
         infer(tiny_onnx.path, None, None, batch=2, streams=0)
+
+
+@pytest.mark.parametrize(("size", "slices"), [(2, [2, 2, 1]), (5, [5]), (8, [5])])
+def test_micro_batch_slices_in_order(tiny_onnx: ExportReport, size: int, slices: list) -> None:
+    with OnnxRuntimeRunner(tiny_onnx.path, threads=1) as whole:
+        feed = random_feed(whole.inputs, 5, num_classes=10, seed=4)
+        expected = whole.infer(feed)["images"]
+    runner = open_runner(tiny_onnx.path, threads=1, micro_batch=size)
+    with runner:
+        seen: list[int] = []
+        impl = runner._infer_impl
+        runner._infer_impl = lambda f: seen.append(len(f["x1"])) or impl(f)  # type: ignore
+        found = runner.infer(feed)["images"]
+    assert seen == slices
+    np.testing.assert_allclose(found, expected, rtol=0, atol=1e-6)
+
+
+def test_micro_batch_errors_and_infer(tiny_onnx: ExportReport, tmp_path: Path) -> None:
+    import onnx
+
+    from bigbigan.compile import static_onnx
+
+    with pytest.raises(BigBiGANError, match="--micro-batch -1: expected 0"):
+        open_runner(tiny_onnx.path, micro_batch=-1)
+    static = tmp_path / "G_static.onnx"
+    onnx.save(static_onnx(onnx.load(str(tiny_onnx.path)), 4), str(static))
+    runner = open_runner(static, micro_batch=2)
+    with pytest.raises(BigBiGANError, match="--micro-batch 2 splits the batch, but input x1"):
+        runner.load()
+    assert not runner.is_loaded
+    one = infer(tiny_onnx.path, None, tmp_path / "one", batch=6, threads=1)
+    sliced = infer(
+        tiny_onnx.path, None, None, batch=6, streams=2, micro_batch=2, summary=tmp_path / "s.json"
+    )
+    np.testing.assert_allclose(sliced.arrays["images"], one.arrays["images"], atol=1e-6)
+    assert sliced.backend == "onnxruntime, 2 streams, micro-batch 2"
+    doc = json.loads((tmp_path / "s.json").read_text())
+    validate_summary(doc)
+    assert doc["arguments"]["micro_batch"] == 2

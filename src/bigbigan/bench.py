@@ -221,19 +221,6 @@ def _runner_candidate(
     return Candidate(backend, precision, variant, open_, close, min_batch, note)
 
 
-def micro_batched(infer: Infer, size: int) -> Infer:
-    """Run a batch in slices of `size` and concatenate: large activations stay in cache."""
-
-    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
-        n = next(iter(feed.values())).shape[0]
-        if n <= size:
-            return infer(feed)
-        parts = [infer({k: v[i : i + size] for k, v in feed.items()}) for i in range(0, n, size)]
-        return np.concatenate(parts)
-
-    return run
-
-
 def _torch_candidates(checkpoint: Path, device: str, precisions: Sequence[str]) -> list[Candidate]:
     """PyTorch eager fp32 (the accuracy reference), channels-last, and bf16/fp16 eager."""
     import torch
@@ -480,7 +467,6 @@ def _candidates(
     its reason (a missing package, no GPU, ...), never fatal."""
     from bigbigan.compile import compile_model
     from bigbigan.runtimes import open_runner
-    from bigbigan.runtimes.aoti import AOTIRunner
     from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
 
     cuda = device.startswith("cuda")
@@ -560,21 +546,19 @@ def _candidates(
             if path is None:
                 continue
 
-            def make(path: Path = path) -> Any:
-                return AOTIRunner(path, device=device, threads=threads)
+            def make(path: Path = path, size: int = 0) -> Any:
+                return open_runner(path, device=device, threads=threads, micro_batch=size)
 
             found.append(_runner_candidate("aoti", precision, "", make))
             if micro_batch and not cuda:
-                base = _runner_candidate("aoti", precision, "", make)
                 found.append(
-                    Candidate(
+                    _runner_candidate(
                         "aoti",
                         precision,
                         f"micro-batch {micro_batch}",
-                        (lambda base=base: micro_batched(base.open(), micro_batch)),
-                        base.close,
-                        min_batch=micro_batch + 1,
-                        note=f"large batches run in slices of {micro_batch}",
+                        lambda path=path: make(path, micro_batch),
+                        f"large batches run in slices of {micro_batch} (infer --micro-batch)",
+                        micro_batch + 1,
                     )
                 )
     if "openvino" in backends and not cuda:
@@ -633,6 +617,11 @@ def bench(
         raise BigBiGANError(f"--micro-batch {micro_batch}: expected 0 (off) or a positive size")
     if streams < 0:
         raise BigBiGANError(f"--streams {streams}: expected 0 or 1 (off) or a number of copies")
+    if "torch" not in backends or "fp32" not in precisions:
+        raise BigBiGANError(
+            "--backends/--precisions must include torch and fp32: PyTorch fp32 is the accuracy "
+            "reference"
+        )
     if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
         raise BigBiGANError(f"--device {device}: expected cpu, cuda or cuda:N")
     require_cuda(device, "bench")
@@ -676,10 +665,6 @@ def bench(
         skipped=skipped,
         log=log,
     )
-    if not any(
-        c.backend == "torch" and c.precision == "fp32" and not c.variant for c in candidates
-    ):
-        raise BigBiGANError("--backends must include torch: PyTorch fp32 is the accuracy reference")
 
     opened: list[tuple[Candidate, Infer]] = []
     for cand in candidates:

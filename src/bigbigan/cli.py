@@ -193,6 +193,7 @@ def _infer(args: argparse.Namespace) -> None:
         backend=args.backend,
         threads=args.threads,
         streams=args.streams,
+        micro_batch=args.micro_batch,
         summary=args.summary,
     )
     print(format_summary(result))
@@ -572,6 +573,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=1,
         help="split each batch across N copies of the model, one thread each (CPU throughput)",
+    )
+    p.add_argument(
+        "--micro-batch",
+        type=_non_negative,
+        default=0,
+        help="run larger batches in slices of N (AOTInductor: faster per image; 0: off)",
     )
     p.add_argument("--summary", help="also write the JSON summary here")
 

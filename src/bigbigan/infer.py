@@ -519,6 +519,7 @@ SUMMARY_FIELDS: dict[str, Any] = {
         "device": str,
         "threads": (int, type(None)),
         "streams": int,
+        "micro_batch": int,
         "input": (list, type(None)),
         "batch": (int, type(None)),
         "seed": int,
@@ -734,6 +735,7 @@ def infer(
     backend: str | None = None,
     threads: int | None = None,
     streams: int = 1,
+    micro_batch: int = 0,
     summary: str | Path | None = None,
     **options: Any,
 ) -> InferResult:
@@ -743,7 +745,8 @@ def infer(
     `loop` timed passes (default 1) or, instead, passes until `duration` seconds are spent;
     `warmup` untimed calls first; `batch` for synthetic or folder inputs (default: the model's
     static batch, else 256). `streams` > 1 splits each batch across that many copies of the
-    model, `threads` each (throughput mode, CPU; see bigbigan.runtimes.streams).
+    model, `threads` each (throughput mode, CPU; see bigbigan.runtimes.streams); `micro_batch`
+    > 0 runs larger batches in slices of that many samples (Runner.micro_batch).
     """
     outfmt = outfmt.upper()
     if outfmt not in OUTFMTS:
@@ -768,6 +771,7 @@ def infer(
         "device": device,
         "threads": threads,
         "streams": streams,
+        "micro_batch": micro_batch,
         "input": [str(i) for i in inputs] if inputs else None,
         "batch": batch,
         "seed": seed,
@@ -781,7 +785,13 @@ def infer(
         arguments["loop"] = loop = 1
     stem = model_stem(model)
     with open_runner(
-        model, backend=backend, device=device, threads=threads, streams=streams, **options
+        model,
+        backend=backend,
+        device=device,
+        threads=threads,
+        streams=streams,
+        micro_batch=micro_batch,
+        **options,
     ) as runner:
         data = resolve_inputs(
             inputs, runner.inputs, num_classes=model_num_classes(model), batch=batch, seed=seed
@@ -794,7 +804,7 @@ def infer(
             warmup=warmup,
             loop=loop,
             duration=duration,
-            split=staged_call(runner),
+            split=None if micro_batch else staged_call(runner),  # a split call is whole
         )
         arrays = _gather(outputs, data.real)
         written: dict[str, Path] = {}
@@ -814,7 +824,11 @@ def infer(
         real_per_call = sum(data.real[i % per_pass] for i in range(n_runs)) / n_runs
         result = InferResult(
             model,
-            runner.name if streams == 1 else f"{runner.name}, {streams} streams",
+            ", ".join(
+                [runner.name]
+                + ([f"{streams} streams"] if streams > 1 else [])
+                + ([f"micro-batch {micro_batch}"] if micro_batch else [])
+            ),
             paths,
             timing.runs_ms,
             data.batch,

@@ -73,6 +73,7 @@ def open_runner(
     device: str = "cpu",
     threads: int | None = None,
     streams: int = 1,
+    micro_batch: int = 0,
     **options: Any,
 ) -> Runner:
     """A runner for `path`, not yet loaded (use it in a `with` block, or call `load()`).
@@ -80,11 +81,14 @@ def open_runner(
     The backend is `backend` (`--backend`) or else chosen by file type. The file is checked to
     be what its extension says before returning; `options` are backend keyword options (e.g.
     `encoder=True` for torch, `optimization_level="basic"` for onnxruntime). `streams` > 1
-    splits each batch across that many copies of the model, `threads` each (StreamedRunner).
+    splits each batch across that many copies of the model, `threads` each (StreamedRunner);
+    `micro_batch` > 0 runs larger batches (each copy's share, with streams) in slices of it.
     """
     path = Path(path)
     if streams < 1:
         raise BigBiGANError(f"--streams {streams}: expected a positive number of model copies")
+    if micro_batch < 0:
+        raise BigBiGANError(f"--micro-batch {micro_batch}: expected 0 (off) or a slice size")
     if backend is None:
         backend = backend_for(path)
     elif backend not in RUNNERS:
@@ -104,12 +108,12 @@ def open_runner(
     if not path.exists():
         raise BigBiGANError(f"{path}: no such file or directory")
     cls.check_file(path)
+
+    def make(threads: int | None) -> Runner:
+        runner = cls(path, device=device, threads=threads, **options)
+        runner.micro_batch = micro_batch
+        return runner
+
     if streams > 1:
-        return StreamedRunner(
-            lambda per_copy: cls(path, device=device, threads=per_copy, **options),
-            streams,
-            path=path,
-            device=device,
-            threads=threads,
-        )
-    return cls(path, device=device, threads=threads, **options)
+        return StreamedRunner(make, streams, path=path, device=device, threads=threads)
+    return make(threads)

@@ -20,7 +20,7 @@ import numpy as np
 
 from bigbigan.binio import TensorSpec
 from bigbigan.errors import BigBiGANError
-from bigbigan.runtimes.base import Runner
+from bigbigan.runtimes.base import Runner, require_dynamic_batch
 
 
 class StreamedRunner(Runner):
@@ -76,13 +76,11 @@ class StreamedRunner(Runner):
             self._close_impl()
             raise
         first = self._copies[0]
-        static = [spec.name for spec in first.inputs if not spec.shape or spec.shape[0] is not None]
-        if static:
+        try:
+            require_dynamic_batch(self.path, first.inputs, f"--streams {self.streams}")
+        except BigBiGANError:
             self._close_impl()
-            raise BigBiGANError(
-                f"{self.path}: --streams splits the batch, but input {static[0]} has a static "
-                "batch dimension; export with a dynamic batch or drop --streams"
-            )
+            raise
         return first.inputs, first.outputs
 
     def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
