@@ -1,4 +1,4 @@
-"""Exact rewrites of an exported generator graph that remove the work its upsampling causes.
+"""Exact rewrites of the generator that remove the work its upsampling causes.
 
 Each generator block repeats every pixel 2x2 (nearest upsampling) and convolves the result:
 

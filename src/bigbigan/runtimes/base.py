@@ -99,7 +99,7 @@ class Runner(ABC):
     # release the GIL; AOTInductor packages and OpenVINO run the calls one after the other.
     concurrent: bool = True
     # Run batches larger than this in slices of it (0: whole), set by open_runner (--micro-batch):
-    # AOTInductor's packages ran 1.4-2x faster per image in slices of 32 than at batch 256, as
+    # AOTInductor's packages ran 1.4-2.3x faster per image in slices of 32 than at batch 256, as
     # a slice's activations stay in cache (docs/performance.md).
     micro_batch: int = 0
 
