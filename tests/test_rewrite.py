@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 
 from bigbigan.checkpoint import load_model
+from bigbigan.cli import main
 from bigbigan.compile import compile_model
 from bigbigan.export import ExportReport, random_feed
 from bigbigan.models import offline_module
@@ -160,3 +161,15 @@ def test_compile_ort_rewrites_by_default(tiny_onnx: ExportReport, tmp_path: Path
     with open_runner(report.path) as a, open_runner(plain.path) as b:
         feed = random_feed(a.inputs, 4, num_classes=10, seed=3)
         assert np.abs(a.infer(feed)["images"] - b.infer(feed)["images"]).max() <= 1e-5
+
+
+def test_cli_no_rewrite(
+    tiny_onnx: ExportReport, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "G.plain.onnx"
+    argv = ["compile", str(tiny_onnx.path), "--target", "ort", "--out", str(out)]
+    assert main([*argv, "--no-rewrite"]) == 0
+    assert json.loads((tmp_path / "G.plain.onnx.json").read_text())["rewrites"] == {}
+    assert "conv_transpose" not in capsys.readouterr().out
+    assert main(argv) == 0
+    assert "3x upsample+conv3x3 -> conv_transpose4x4/2" in capsys.readouterr().out

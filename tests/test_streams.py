@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bigbigan.cli import main
 from bigbigan.compile import CompileReport
 from bigbigan.errors import BigBiGANError
 from bigbigan.export import ExportReport, random_feed
@@ -125,3 +126,16 @@ def test_micro_batch_errors_and_infer(tiny_onnx: ExportReport, tmp_path: Path) -
     doc = json.loads((tmp_path / "s.json").read_text())
     validate_summary(doc)
     assert doc["arguments"]["micro_batch"] == 2
+
+
+def test_cli_micro_batch(
+    tiny_onnx: ExportReport, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    summary = tmp_path / "s.json"
+    argv = ["infer", "--model", str(tiny_onnx.path), "--batch", "5", "--summary", str(summary)]
+    assert main([*argv, "--micro-batch", "2"]) == 0
+    assert "micro-batch 2" in capsys.readouterr().out
+    assert json.loads(summary.read_text())["arguments"]["micro_batch"] == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--micro-batch", "-1"])
+    assert exit_info.value.code == 2 and "--micro-batch" in capsys.readouterr().err
