@@ -52,7 +52,7 @@ def test_open_runner_streams(tiny_onnx: ExportReport) -> None:
     assert not isinstance(open_runner(tiny_onnx.path, streams=1), StreamedRunner)
 
 
-def test_stream_errors(tiny_onnx: ExportReport, tiny_aoti: CompileReport, tmp_path: Path) -> None:
+def test_stream_errors(tiny_onnx: ExportReport, tiny_aoti: CompileReport) -> None:
     def ort(t: int) -> OnnxRuntimeRunner:
         return OnnxRuntimeRunner(tiny_onnx.path, threads=t)
 
@@ -63,14 +63,26 @@ def test_stream_errors(tiny_onnx: ExportReport, tiny_aoti: CompileReport, tmp_pa
     with pytest.raises(BigBiGANError, match="aoti backend runs calls from several threads"):
         open_runner(tiny_aoti.path, streams=2)
 
+
+@pytest.fixture
+def static_model(tiny_onnx: ExportReport, tmp_path: Path) -> Path:
+    """The tiny generator with its batch fixed at 4."""
     import onnx
 
     from bigbigan.compile import static_onnx
 
-    static = tmp_path / "G_static.onnx"
-    onnx.save(static_onnx(onnx.load(str(tiny_onnx.path)), 4), str(static))
-    runner = open_runner(static, streams=2)
-    with pytest.raises(BigBiGANError, match="input x1 has a static batch dimension"):
+    path = tmp_path / "G_static.onnx"
+    onnx.save(static_onnx(onnx.load(str(tiny_onnx.path)), 4), str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("option", "flag"), [({"streams": 2}, "--streams 2"), ({"micro_batch": 2}, "--micro-batch 2")]
+)
+def test_splitting_refuses_a_static_batch(static_model: Path, option: dict, flag: str) -> None:
+    runner = open_runner(static_model, **option)
+    message = f"{flag} splits the batch, but input x1 has a static batch dimension"
+    with pytest.raises(BigBiGANError, match=message):
         runner.load()
     assert not runner.is_loaded
 
@@ -105,18 +117,8 @@ def test_micro_batch_slices_in_order(tiny_onnx: ExportReport, size: int, slices:
 
 
 def test_micro_batch_errors_and_infer(tiny_onnx: ExportReport, tmp_path: Path) -> None:
-    import onnx
-
-    from bigbigan.compile import static_onnx
-
     with pytest.raises(BigBiGANError, match="--micro-batch -1: expected 0"):
         open_runner(tiny_onnx.path, micro_batch=-1)
-    static = tmp_path / "G_static.onnx"
-    onnx.save(static_onnx(onnx.load(str(tiny_onnx.path)), 4), str(static))
-    runner = open_runner(static, micro_batch=2)
-    with pytest.raises(BigBiGANError, match="--micro-batch 2 splits the batch, but input x1"):
-        runner.load()
-    assert not runner.is_loaded
     one = infer(tiny_onnx.path, None, tmp_path / "one", batch=6, threads=1)
     sliced = infer(
         tiny_onnx.path, None, None, batch=6, streams=2, micro_batch=2, summary=tmp_path / "s.json"
