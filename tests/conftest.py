@@ -13,7 +13,7 @@ from bigbigan.export import ExportReport
 
 
 def _train(out: Path, conditional: bool) -> Path:
-    from bigbigan.train import model_config_for, train
+    from bigbigan.training.loop import model_config_for, train
 
     cfg = TrainConfig(dataset="digits", batch_size=16, steps=2)
     model_cfg = model_config_for("digits", ch=8, conditional=conditional)

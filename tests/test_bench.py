@@ -23,7 +23,7 @@ from bigbigan.bench import (
     random_checkpoint,
     time_calls,
 )
-from bigbigan.cli import main
+from bigbigan.cli.main import main
 from bigbigan.errors import BigBiGANError
 
 HAS_CUDA = torch.cuda.is_available()
@@ -59,9 +59,9 @@ def test_gpu_peak_table() -> None:
 
 
 def test_random_checkpoint_is_not_saturated(tmp_path: Path) -> None:
-    from bigbigan.checkpoint import load_model
     from bigbigan.export import sample_inputs
-    from bigbigan.models import offline_module
+    from bigbigan.model.networks import offline_module
+    from bigbigan.training.checkpoint import load_model
 
     path = random_checkpoint(tmp_path / "random", ch=8, dataset="digits")
     model, ckpt = load_model(path)
@@ -119,7 +119,7 @@ def test_bench_rows_and_json(tiny_checkpoint: Path, tmp_path: Path) -> None:
 
 
 def test_label_accuracy_hook(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    from bigbigan import classifier
+    from bigbigan.quality import classifier
     from bigbigan.runtimes import open_runner
 
     directory = tmp_path / "classifier"

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bigbigan import classifier
-from bigbigan.classifier import Classifier, ClassifierConfig, train_classifier
-from bigbigan.cli import main
+from bigbigan.cli.main import main
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import sha256_file
+from bigbigan.quality import classifier
+from bigbigan.quality.classifier import Classifier, ClassifierConfig, train_classifier
 
 TINY = ClassifierConfig(width=8, feature_dim=16)
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from bigbigan.binio import save_bin
-from bigbigan.cli import main
-from bigbigan.compare import (
+from bigbigan.cli.main import main
+from bigbigan.compare.files import (
     Tolerances,
     compare_arrays,
     load_outputs,
@@ -19,14 +19,14 @@ from bigbigan.compare import (
     save_error_maps,
     summarize_files,
 )
-from bigbigan.errors import BigBiGANError
-from bigbigan.stats import (
+from bigbigan.compare.statistics import (
     STATISTICS,
     check_tolerance,
     error_map,
     pair_stats,
     streamed_compare,
 )
+from bigbigan.errors import BigBiGANError
 
 
 def cli_error(argv, capsys):

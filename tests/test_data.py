@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bigbigan.data import DATASETS, dataset_info, iterate_minibatches, load_dataset
 from bigbigan.errors import BigBiGANError
+from bigbigan.training.data import DATASETS, dataset_info, iterate_minibatches, load_dataset
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 

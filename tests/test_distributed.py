@@ -14,10 +14,12 @@ import pytest
 import torch
 from torch import nn
 
-from bigbigan import checkpoint, distributed, generate, train
-from bigbigan.cli import main
+from bigbigan import generate
+from bigbigan.cli.main import main
 from bigbigan.config import TrainConfig
 from bigbigan.errors import BigBiGANError
+from bigbigan.training import checkpoint, distributed
+from bigbigan.training import loop as train
 
 TINY = {"dataset": "digits", "batch_size": 16, "seed": 3}
 TINY_ARGV = ["--dataset", "digits", "--ch", "8", "--batch-size", "16", "--seed", "3"]
@@ -352,7 +354,7 @@ def test_replica_helpers_in_a_world_of_one(gloo_world_of_one):
 
 
 def test_forwarded_argv_rebuilds_the_command_line():
-    from bigbigan.cli import build_parser
+    from bigbigan.cli.main import build_parser
 
     argv = ["train", "--out", "r", "--steps", "6", "--sync-bn", "--nproc", "2", "--lr", "0.001"]
     args = build_parser().parse_args(argv)

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from bigbigan import evaluate as evaluate_module
-from bigbigan.classifier import ClassifierConfig, train_classifier
 from bigbigan.config import TrainConfig
 from bigbigan.errors import BigBiGANError
-from bigbigan.evaluate import default_classifier_path, evaluate, format_report
-from bigbigan.train import model_config_for, train
+from bigbigan.quality import evaluate as evaluate_module
+from bigbigan.quality.classifier import ClassifierConfig, train_classifier
+from bigbigan.quality.evaluate import default_classifier_path, evaluate, format_report
+from bigbigan.training.loop import model_config_for, train
 
 SMALL = {"n": 30, "seed": 3, "batch_size": 16, "probe_train": 200}
 

@@ -10,11 +10,11 @@ import onnx
 import pytest
 
 from bigbigan.binio import TensorSpec
-from bigbigan.checkpoint import read
 from bigbigan.config import ModelConfig
 from bigbigan.errors import BigBiGANError
 from bigbigan.export import ExportReport, export_onnx, read_sidecar, sample_inputs
 from bigbigan.runtimes import OnnxRuntimeRunner, TorchRunner
+from bigbigan.training.checkpoint import read
 
 G_INPUTS = [TensorSpec("x1", "float32", (None, 100)), TensorSpec("x2", "int32", (None,))]
 G_OUTPUTS = [TensorSpec("images", "float32", (None, 32, 32, 1))]

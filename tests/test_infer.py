@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from bigbigan.binio import load_bin, save_bin
-from bigbigan.cli import main
+from bigbigan.cli.main import main
+from bigbigan.compare.statistics import latency_stats
 from bigbigan.errors import BigBiGANError
 from bigbigan.infer import (
     SUMMARY_FIELDS,
@@ -24,7 +25,6 @@ from bigbigan.infer import (
     validate_summary,
 )
 from bigbigan.inputs import make_inputs
-from bigbigan.stats import latency_stats
 
 
 @pytest.fixture(scope="module")

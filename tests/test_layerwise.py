@@ -13,10 +13,10 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from bigbigan.cli import main
-from bigbigan.compare import parse_tolerances
+from bigbigan.cli.main import main
+from bigbigan.compare.files import parse_tolerances
+from bigbigan.compare.layerwise import layerwise
 from bigbigan.errors import BigBiGANError
-from bigbigan.layerwise import layerwise
 
 
 def planted(source, out_dir, initializer, delta=0.5):
@@ -130,10 +130,10 @@ def test_full_size_generator_at_batch_256(tmp_path):
     in bounded memory (measured in a fresh process)."""
     import torch
 
-    from bigbigan import checkpoint
     from bigbigan.export import export_onnx
-    from bigbigan.models import BigBiGAN
-    from bigbigan.train import model_config_for
+    from bigbigan.model.networks import BigBiGAN
+    from bigbigan.training import checkpoint
+    from bigbigan.training.loop import model_config_for
 
     torch.manual_seed(0)
     cfg = model_config_for("fashion_mnist", ch=64, conditional=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bigbigan.errors import BigBiGANError
-from bigbigan.metrics import (
+from bigbigan.quality.metrics import (
     frechet_distance,
     frechet_distance_from_stats,
     label_accuracy,

@@ -5,7 +5,7 @@ import torch
 
 from bigbigan.config import ModelConfig
 from bigbigan.errors import BigBiGANError
-from bigbigan.models import BigBiGAN, count_parameters, generator_flops, offline_module
+from bigbigan.model.networks import BigBiGAN, count_parameters, generator_flops, offline_module
 
 # DESIGN.md's table: trainable parameters of the reference at ch=64.
 REFERENCE_COUNTS = {

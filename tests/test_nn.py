@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from bigbigan.nn import (
+from bigbigan.model.blocks import (
     ConditionalBatchNorm,
     DenseResBlock,
     DownBlock,

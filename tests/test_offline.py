@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from bigbigan.binio import load_bin
-from bigbigan.cli import main
-from bigbigan.compare import compare_arrays, load_outputs
+from bigbigan.cli.main import main
+from bigbigan.compare.files import compare_arrays, load_outputs
 from bigbigan.errors import BigBiGANError
 from bigbigan.generate import generate
 from bigbigan.infer import infer

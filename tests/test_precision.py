@@ -24,7 +24,7 @@ from bigbigan.errors import BigBiGANError
 from bigbigan.export import ExportReport, random_feed
 from bigbigan.runtimes import open_runner
 from bigbigan.runtimes.torch import offline_specs
-from bigbigan.sampling import TRUNCATION
+from bigbigan.training.sampling import TRUNCATION
 
 HAS_TORCHAO = importlib.util.find_spec("torchao") is not None
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None

@@ -12,13 +12,12 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 
-from bigbigan.checkpoint import load_model
-from bigbigan.cli import main
+from bigbigan.cli.main import main
 from bigbigan.compile import compile_model
 from bigbigan.export import ExportReport, random_feed
-from bigbigan.models import offline_module
-from bigbigan.nn import UpBlock
-from bigbigan.rewrite import (
+from bigbigan.model.blocks import UpBlock
+from bigbigan.model.networks import offline_module
+from bigbigan.model.rewrite import (
     CONV1X1_BEFORE_UPSAMPLE,
     CONV3X3_TO_TRANSPOSED,
     FoldedUpBlock,
@@ -28,6 +27,7 @@ from bigbigan.rewrite import (
 )
 from bigbigan.runtimes import open_runner
 from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
+from bigbigan.training.checkpoint import load_model
 
 
 @pytest.mark.parametrize("size", [1, 3, 4])

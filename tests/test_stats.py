@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bigbigan.errors import BigBiGANError
-from bigbigan.stats import (
+from bigbigan.compare.statistics import (
     STATISTICS,
     check_tolerance,
     error_histogram,
@@ -16,6 +15,7 @@ from bigbigan.stats import (
     summarize,
     text_histogram,
 )
+from bigbigan.errors import BigBiGANError
 
 N = 100
 

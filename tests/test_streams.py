@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bigbigan.cli import main
+from bigbigan.cli.main import main
 from bigbigan.compile import CompileReport
 from bigbigan.errors import BigBiGANError
 from bigbigan.export import ExportReport, random_feed

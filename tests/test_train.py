@@ -5,10 +5,11 @@ import json
 import pytest
 import torch
 
-from bigbigan import checkpoint, train
-from bigbigan.cli import main
+from bigbigan.cli.main import main
 from bigbigan.config import TrainConfig
 from bigbigan.errors import BigBiGANError
+from bigbigan.training import checkpoint
+from bigbigan.training import loop as train
 
 TINY = {"dataset": "digits", "batch_size": 16, "seed": 3}
 
@@ -155,7 +156,7 @@ def test_one_process_gloo_group_reproduces_single_process_training(
     pins single-process training without a hard-coded hash."""
     import torch.distributed as dist
 
-    from bigbigan.distributed import Replicas
+    from bigbigan.training.distributed import Replicas
 
     store = dist.FileStore(str(tmp_path / "store"), 1)
     dist.init_process_group("gloo", store=store, rank=0, world_size=1)

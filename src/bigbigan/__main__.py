@@ -1,3 +1,3 @@
-from bigbigan.cli import main
+from bigbigan.cli.main import main
 
 raise SystemExit(main())

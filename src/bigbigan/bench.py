@@ -225,9 +225,9 @@ def _torch_candidates(checkpoint: Path, device: str, precisions: Sequence[str]) 
     """PyTorch eager fp32 (the accuracy reference), channels-last, and bf16/fp16 eager."""
     import torch
 
-    from bigbigan.checkpoint import load_model
     from bigbigan.compile import cast_module
-    from bigbigan.models import offline_module
+    from bigbigan.model.networks import offline_module
+    from bigbigan.training.checkpoint import load_model
 
     model, _ = load_model(checkpoint)
 
@@ -268,9 +268,9 @@ def _cudagraph_candidates(
     buffers: one launch per batch instead of one per kernel."""
     import torch
 
-    from bigbigan.checkpoint import load_model
     from bigbigan.compile import cast_module
-    from bigbigan.models import offline_module
+    from bigbigan.model.networks import offline_module
+    from bigbigan.training.checkpoint import load_model
 
     model, _ = load_model(checkpoint)
 
@@ -327,10 +327,10 @@ def random_checkpoint(
     or 1 (with the initial statistics they are, and pixel differences would mean nothing)."""
     import torch
 
-    from bigbigan import checkpoint
-    from bigbigan.models import BigBiGAN
-    from bigbigan.sampling import truncated_normal
-    from bigbigan.train import model_config_for
+    from bigbigan.model.networks import BigBiGAN
+    from bigbigan.training import checkpoint
+    from bigbigan.training.loop import model_config_for
+    from bigbigan.training.sampling import truncated_normal
 
     cfg = model_config_for(dataset, ch=ch, conditional=True)
     torch.manual_seed(seed)
@@ -361,7 +361,7 @@ def default_classifier(dataset: str | None) -> Path | None:
     if dataset is None:
         return None
     try:
-        from bigbigan.evaluate import default_classifier_path
+        from bigbigan.quality.evaluate import default_classifier_path
 
         return default_classifier_path(dataset)
     except (ImportError, BigBiGANError):
@@ -382,9 +382,9 @@ def generated_label_accuracy(
     often. Comparable across backends: the same seed gives the same inputs."""
     import torch
 
-    from bigbigan import classifier as classifier_module
-    from bigbigan.metrics import label_accuracy
-    from bigbigan.sampling import class_labels, truncated_normal
+    from bigbigan.quality import classifier as classifier_module
+    from bigbigan.quality.metrics import label_accuracy
+    from bigbigan.training.sampling import class_labels, truncated_normal
 
     model, _ = classifier_module.load(classifier_dir)
     rng = np.random.default_rng(seed)
@@ -604,11 +604,11 @@ def bench(
     checkpoint's dataset, when there is one)."""
     import torch
 
-    from bigbigan import checkpoint as checkpoint_module
     from bigbigan.export import export_onnx, random_feed
-    from bigbigan.models import generator_flops
+    from bigbigan.model.networks import generator_flops
     from bigbigan.runtimes.base import require_cuda
     from bigbigan.runtimes.torch import offline_specs
+    from bigbigan.training import checkpoint as checkpoint_module
 
     log = log or (lambda _msg: None)
     if repeats < 1 or warmup < 0:

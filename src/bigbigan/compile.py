@@ -5,7 +5,7 @@ rebuilt from the checkpoint the ONNX came from), `tensorrt` (`.engine`, where Te
 installed) and `ascend` (a static-shape ONNX plus the `atc` command line, run when `atc` is on
 PATH). Every artifact is validated against the source ONNX in ONNX Runtime before it is renamed
 into place, and gets a JSON sidecar saying where it came from. fp32 `ort` and `aoti` builds first
-rewrite the generator's upsampling into transposed convolutions (bigbigan.rewrite: exact, 2.25x
+rewrite the generator's upsampling into transposed convolutions (model/rewrite.py: exact, 2.25x
 fewer multiply-adds in those layers; `rewrite=False` / `--no-rewrite` keeps the export's graph).
 
 Builders are registered per (target, precision) in BUILDERS: fp32 for every target, and reduced
@@ -113,7 +113,9 @@ class CompileJob:
     ort_level: str = "all"
     tolerance: float = 1e-4
     inductor_configs: dict[str, Any] | None = None  # aoti: None = AOTI_CONFIGS[precision]
-    rewrite: bool = True  # fp32 ort and aoti: the exact upsampling rewrites (bigbigan.rewrite)
+    rewrite: bool = (
+        True  # fp32 ort and aoti: the exact upsampling rewrites (model/rewrite.py)
+    )
 
     @property
     def num_classes(self) -> int | None:
@@ -164,7 +166,7 @@ def compile_model(
     that differ from the source ONNX by more than `tolerance` (max abs) are not written; reduced
     precision has its own bounds (PRECISION_LIMITS). `inductor_configs` (aoti) replaces the
     precision's default Inductor options (AOTI_CONFIGS), e.g. `{"freezing": False}`.
-    `rewrite=False` (fp32 ort and aoti) skips the upsampling rewrites (bigbigan.rewrite).
+    `rewrite=False` (fp32 ort and aoti) skips the upsampling rewrites (bigbigan.model.rewrite).
     """
     onnx_path, out = Path(onnx_path), Path(out)
     if target not in TARGETS:
@@ -340,7 +342,7 @@ def _first_line(error: BaseException) -> str:
 
 @builder("ort", "fp32")
 def _build_ort(job: CompileJob) -> CompileReport:
-    """Rewrite the upsampling (bigbigan.rewrite), then let ONNX Runtime optimise the graph once
+    """Rewrite the upsampling (model/rewrite.py), then let ONNX Runtime optimise the graph once
     and save it (`optimized_model_filepath`).
 
     Every level saves on the CPU. "all" adds the NCHWc layout transforms, whose blocked
@@ -349,7 +351,7 @@ def _build_ort(job: CompileJob) -> CompileReport:
     """
     import onnx
 
-    from bigbigan.rewrite import rewrite_upsampling
+    from bigbigan.model.rewrite import rewrite_upsampling
     from bigbigan.runtimes.onnxruntime import graph_level, import_onnxruntime
 
     ort = import_onnxruntime()
@@ -637,13 +639,13 @@ def _build_aoti_package(
     import torch
     import torch._inductor
 
-    from bigbigan.checkpoint import load_model
-    from bigbigan.models import ENCODER_INPUT, offline_module
-    from bigbigan.rewrite import fold_upsampling
+    from bigbigan.model.networks import ENCODER_INPUT, offline_module
+    from bigbigan.model.rewrite import fold_upsampling
     from bigbigan.runtimes.aoti import SIDECAR_FORMAT as AOTI_FORMAT
     from bigbigan.runtimes.aoti import AOTIRunner
     from bigbigan.runtimes.base import require_cuda
     from bigbigan.runtimes.torch import offline_specs
+    from bigbigan.training.checkpoint import load_model
 
     require_cuda(job.device, "an aoti package for cuda")
     ckpt_path = _checkpoint_for(job)

@@ -27,7 +27,7 @@ from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import atomic_path, read_json_document
 from bigbigan.runtimes.base import check_feed, specs_from_json, specs_to_json
 from bigbigan.runtimes.torch import offline_specs
-from bigbigan.sampling import truncated_normal
+from bigbigan.training.sampling import truncated_normal
 
 SIDECAR_FORMAT = "bigbigan-onnx"
 EXPORT_BATCH = 2  # example batch for a dynamic export: not 0 or 1, which torch.export specialises
@@ -153,9 +153,9 @@ def export_onnx(
     import onnx
     import torch
 
-    from bigbigan.checkpoint import load_model
-    from bigbigan.models import offline_module
+    from bigbigan.model.networks import offline_module
     from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
+    from bigbigan.training.checkpoint import load_model
 
     started = time.perf_counter()
     out = Path(out)

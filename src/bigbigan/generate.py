@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from bigbigan.binio import save_bin, sidecar_path
-from bigbigan.distributed import Replicas
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, sha256_file, write_text
 from bigbigan.infer import model_num_classes, read_inputs
 from bigbigan.runtimes import TorchRunner
-from bigbigan.sampling import truncated_normal
+from bigbigan.training.distributed import Replicas
+from bigbigan.training.sampling import truncated_normal
 
 
 def generate(
@@ -121,7 +121,7 @@ def generate_shards(
     device type and the CPU threads per process (`threads`, default 1: use processes for speed)
     are; both are recorded, and a rerun with other settings is refused rather than mixed in.
     """
-    from bigbigan import checkpoint as ckpt_io
+    from bigbigan.training import checkpoint as ckpt_io
 
     for flag, value, low in (("--count", count, 1), ("--shard-size", shard_size, 1)):
         if value < low:

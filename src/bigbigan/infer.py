@@ -42,11 +42,11 @@ from bigbigan.binio import (
     save_txt,
     validate_values,
 )
+from bigbigan.compare.statistics import latency_stats
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, write_text
 from bigbigan.runtimes import Runner, open_runner
 from bigbigan.runtimes.base import check_feed, specs_to_json
-from bigbigan.stats import latency_stats
 
 OUTFMTS = ("BIN", "TXT")
 DEFAULT_BATCH = 256  # the original system's batch
@@ -103,7 +103,7 @@ def model_stem(path: Path) -> str:
 def model_num_classes(path: Path) -> int | None:
     """The label range a model accepts, from its checkpoint or its export/compile sidecar."""
     if path.is_dir() or path.name == "checkpoint.json":
-        from bigbigan import checkpoint
+        from bigbigan.training import checkpoint
 
         return checkpoint.read(path).model.num_classes
     sidecar = path.with_name(path.name + ".json")

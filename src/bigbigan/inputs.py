@@ -13,7 +13,7 @@ import numpy as np
 from bigbigan.binio import save_bin
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir
-from bigbigan.sampling import truncated_normal
+from bigbigan.training.sampling import truncated_normal
 
 NOISE_FILE = "fake_image.bin"  # the original system's names
 LABEL_FILE = "label.bin"
@@ -51,7 +51,7 @@ def _real_images(
     out: Path, rng: np.random.Generator, batch: int, dataset: str, data_dir: str | None
 ) -> list[Path]:
     """A seeded sample of the test split, NHWC float32 in [0, 1], with its true labels."""
-    from bigbigan.data import load_dataset
+    from bigbigan.training.data import load_dataset
 
     images, labels = load_dataset(dataset, "test", data_dir)
     if batch > len(images):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bigbigan.compare import compare_arrays, load_outputs, save_side_by_side
+from bigbigan.compare.files import compare_arrays, load_outputs, save_side_by_side
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, write_text
 from bigbigan.infer import InferResult, infer
@@ -71,10 +71,10 @@ def pipeline(
     echo: bool = True,
 ) -> dict[str, Any]:
     """Run every stage for `checkpoint` into `out`; return the report (also written)."""
-    from bigbigan import checkpoint as ckpt_io
     from bigbigan.compile import compile_model
     from bigbigan.export import export_onnx
     from bigbigan.inputs import make_inputs
+    from bigbigan.training import checkpoint as ckpt_io
 
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:

@@ -20,7 +20,9 @@ from bigbigan.runtimes.streams import StreamedRunner
 from bigbigan.runtimes.tensorrt import TensorRTRunner
 from bigbigan.runtimes.torch import TorchRunner
 
-CONFIG_FILE = "checkpoint.json"  # = bigbigan.checkpoint.CONFIG_FILE, which would import torch
+CONFIG_FILE = (
+    "checkpoint.json"  # = training.checkpoint.CONFIG_FILE (importing it loads torch)
+)
 
 RUNNERS: dict[str, type[Runner]] = {
     cls.name: cls for cls in (TorchRunner, OnnxRuntimeRunner, AOTIRunner, TensorRTRunner)

@@ -18,7 +18,12 @@ def offline_specs(
     cfg: ModelConfig, encoder: bool = False
 ) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The offline interface of a model config (DESIGN.md), dynamic batch: (inputs, outputs)."""
-    from bigbigan.models import ENCODER_INPUT, ENCODER_OUTPUT, GENERATOR_INPUTS, GENERATOR_OUTPUT
+    from bigbigan.model.networks import (
+        ENCODER_INPUT,
+        ENCODER_OUTPUT,
+        GENERATOR_INPUTS,
+        GENERATOR_OUTPUT,
+    )
 
     image = (None, cfg.resolution, cfg.resolution, cfg.channels)  # NHWC
     z_dim = cfg.z_dim
@@ -65,15 +70,15 @@ class TorchRunner(Runner):
 
     @classmethod
     def check_file(cls, path: Path) -> None:
-        from bigbigan import checkpoint
+        from bigbigan.training import checkpoint
 
         checkpoint.read(path)  # one-line errors for a missing or foreign checkpoint.json
 
     def _load_impl(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
         import torch
 
-        from bigbigan.checkpoint import load_model
-        from bigbigan.models import offline_module
+        from bigbigan.model.networks import offline_module
+        from bigbigan.training.checkpoint import load_model
 
         require_cuda(self.device, "the torch backend")
         if self.threads is not None:

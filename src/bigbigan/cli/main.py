@@ -14,8 +14,8 @@ Command = Callable[[argparse.Namespace], int | None]
 
 
 def _summary(args: argparse.Namespace) -> None:
-    from bigbigan.models import BigBiGAN, count_parameters, generator_flops
-    from bigbigan.train import model_config_for
+    from bigbigan.model.networks import BigBiGAN, count_parameters, generator_flops
+    from bigbigan.training.loop import model_config_for
 
     cfg = model_config_for(args.dataset, ch=args.ch, conditional=not args.unconditional)
     model = BigBiGAN(cfg)
@@ -34,9 +34,9 @@ def _summary(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> int | None:
-    from bigbigan import distributed
     from bigbigan.config import TrainConfig
-    from bigbigan.train import model_config_for, train
+    from bigbigan.training import distributed
+    from bigbigan.training.loop import model_config_for, train
 
     cfg = TrainConfig(
         dataset=args.dataset,
@@ -102,8 +102,8 @@ def _generate(args: argparse.Namespace) -> int | None:
 
 
 def _generate_shards(args: argparse.Namespace) -> int | None:
-    from bigbigan import distributed
     from bigbigan.generate import generate_shards
+    from bigbigan.training import distributed
 
     if args.shard_out is None or args.count is None:
         raise BigBiGANError("--count and --shard-out go together (sharded generation)")
@@ -212,7 +212,7 @@ _LAYERWISE_ONLY = ("checkpoint", "input", "batch", "layerwise_memory", "threads"
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from bigbigan.compare import parse_tolerances
+    from bigbigan.compare.files import parse_tolerances
 
     if args.tolerance is not None and (args.atol or args.rtol):
         return _usage_error("compare", "--tolerance is --atol with --statistic mean; give one")
@@ -228,7 +228,7 @@ def _compare(args: argparse.Namespace) -> int:
     if args.tolerance is not None:
         args.atol = [str(args.tolerance)]
     if args.layerwise:
-        from bigbigan.layerwise import DEFAULT_ATOL, DEFAULT_RTOL
+        from bigbigan.compare.layerwise import DEFAULT_ATOL, DEFAULT_RTOL
 
         tolerances = parse_tolerances(
             args.atol or [],
@@ -247,7 +247,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _compare_files(args: argparse.Namespace, tolerances, statistic: str) -> int:
-    from bigbigan.compare import (
+    from bigbigan.compare.files import (
         compare_arrays,
         default_names,
         format_report,
@@ -310,8 +310,8 @@ def _compare_files(args: argparse.Namespace, tolerances, statistic: str) -> int:
 
 
 def _compare_layerwise(args: argparse.Namespace, tolerances) -> int:
+    from bigbigan.compare.layerwise import DEFAULT_MEMORY_MB, format_report, layerwise
     from bigbigan.fsutil import write_text
-    from bigbigan.layerwise import DEFAULT_MEMORY_MB, format_report, layerwise
 
     report = layerwise(
         args.reference,
@@ -366,7 +366,7 @@ def _pipeline(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from bigbigan.evaluate import evaluate, format_report
+    from bigbigan.quality.evaluate import evaluate, format_report
     from bigbigan.shipped import shipped_checkpoint
 
     result = evaluate(
@@ -385,7 +385,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _train_classifier(args: argparse.Namespace) -> None:
     import torch
 
-    from bigbigan.classifier import train_classifier
+    from bigbigan.quality.classifier import train_classifier
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -582,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--summary", help="also write the JSON summary here")
 
-    from bigbigan.stats import STATISTICS
+    from bigbigan.compare.statistics import STATISTICS
 
     p = command(
         "compare",

@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bigbigan.checkpoint import load_state, load_verified, write_safetensors
 from bigbigan.config import from_dict, to_dict
-from bigbigan.data import SIZE, dataset_info, load_dataset
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, read_json_document, write_text
+from bigbigan.training.checkpoint import load_state, load_verified, write_safetensors
+from bigbigan.training.data import SIZE, dataset_info, load_dataset
 
 FORMAT = "bigbigan-classifier"
 VERSION = 1

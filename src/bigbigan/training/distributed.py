@@ -246,7 +246,7 @@ def relaunch(nproc: int, argv: Sequence[str]) -> int:
         raise BigBiGANError("--nproc: this process already runs under torchrun; drop --nproc")
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    command = [sys.executable, "-m", "bigbigan.distributed", "--standalone"]
+    command = [sys.executable, "-m", "bigbigan.training.distributed", "--standalone"]
     command += [f"--nproc-per-node={nproc}", "-m", "bigbigan", *argv]
     process = subprocess.Popen(command, env=env)
     while True:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bigbigan.config import ModelConfig
-from bigbigan.nn import (
+from bigbigan.model.blocks import (
     DenseResBlock,
     DownBlock,
     ResBlock,

@@ -24,16 +24,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bigbigan import checkpoint
 from bigbigan.config import ModelConfig, TrainConfig
-from bigbigan.data import dataset_info, iterate_minibatches, load_dataset
-from bigbigan.distributed import Replicas, deferred_interrupts
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import atomic_path, ensure_dir, write_text
 from bigbigan.images import save_grid
-from bigbigan.losses import discriminator_loss, generator_encoder_loss
-from bigbigan.models import BigBiGAN
-from bigbigan.sampling import class_labels, truncated_normal
+from bigbigan.model.networks import BigBiGAN
+from bigbigan.training import checkpoint
+from bigbigan.training.data import dataset_info, iterate_minibatches, load_dataset
+from bigbigan.training.distributed import Replicas, deferred_interrupts
+from bigbigan.training.losses import discriminator_loss, generator_encoder_loss
+from bigbigan.training.sampling import class_labels, truncated_normal
 
 LOG_FILE = "log.jsonl"
 SAMPLES_FILE = "samples.png"

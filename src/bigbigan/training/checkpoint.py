@@ -22,7 +22,7 @@ from safetensors.torch import save as serialize
 from bigbigan.config import ModelConfig, TrainConfig, from_dict, to_dict
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, read_json_document, sha256_file, write_bytes, write_text
-from bigbigan.models import BigBiGAN
+from bigbigan.model.networks import BigBiGAN
 
 FORMAT = "bigbigan-checkpoint"
 VERSION = 1

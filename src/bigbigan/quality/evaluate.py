@@ -1,6 +1,6 @@
 """`bigbigan evaluate`: how good is a trained BigBiGAN, each number next to its reference.
 
-For the checkpoint's dataset, with the evaluation classifier (`bigbigan.classifier`):
+For the checkpoint's dataset, with the evaluation classifier (`bigbigan.quality.classifier`):
 - generation: the classifier's label accuracy on G(z, y) against y (conditional models), next to
   its accuracy on the real test images; the Fréchet distance between classifier features of n
   generated images and of the real test set, next to its floor (a real-train subset of the same
@@ -22,15 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from bigbigan import classifier as classifier_module
-from bigbigan.checkpoint import load_model
-from bigbigan.data import load_dataset
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, write_text
 from bigbigan.images import save_grid, save_labelled_rows
-from bigbigan.metrics import frechet_distance, label_accuracy, linear_probe, mean_abs_error
-from bigbigan.sampling import class_labels, truncated_normal
+from bigbigan.quality import classifier as classifier_module
+from bigbigan.quality.metrics import frechet_distance, label_accuracy, linear_probe, mean_abs_error
 from bigbigan.shipped import MODELS_DIR
+from bigbigan.training.checkpoint import load_model
+from bigbigan.training.data import load_dataset
+from bigbigan.training.sampling import class_labels, truncated_normal
 
 EVALUATION_FILE = "evaluation.json"
 RECONSTRUCTIONS_FILE = "reconstructions.png"

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bigbigan.nn import UpBlock
+from bigbigan.model.blocks import UpBlock
 
 # Row u of a 3x3 kernel applied to the 2x-repeated map lands on input row i-1, i or i+1 of the
 # small map; for the transposed kernel's tap k (output row 2i + k - 1 from input row i):

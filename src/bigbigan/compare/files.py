@@ -8,7 +8,7 @@ In stages, as the CLI and the pipeline both use them:
   per-name `atol`/`rtol` (`Tolerances`), plus the smallest tolerance that would have passed;
 - `save_side_by_side` / `save_error_maps`: the first images of every file in labelled rows, and
   beside them a heat-map of the per-pixel mean absolute error of each file.
-`bigbigan compare --layerwise` lives in `bigbigan.layerwise`.
+`bigbigan compare --layerwise` lives in `bigbigan.compare.layerwise`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ from typing import Any
 import numpy as np
 
 from bigbigan.binio import TensorSpec, load_bin, load_npy
-from bigbigan.errors import BigBiGANError
-from bigbigan.images import save_heatmap, save_labelled_rows, to_nhwc
-from bigbigan.stats import (
+from bigbigan.compare.statistics import (
     STATISTICS,
     check_tolerance,
     error_histogram,
@@ -34,6 +32,8 @@ from bigbigan.stats import (
     summarize,
     text_histogram,
 )
+from bigbigan.errors import BigBiGANError
+from bigbigan.images import save_heatmap, save_labelled_rows, to_nhwc
 
 GRID_IMAGES = 8  # the original compared the first 8 images side by side
 HISTOGRAM_BINS = 10
@@ -55,7 +55,7 @@ def _clean(v: float) -> float | str:
 class Tolerances:
     """What passes: `atol`/`rtol` for every output, overridden per name (an output, a file's
     label or stem, or a layer), and the statistic the absolute difference is reduced with
-    (see `bigbigan.stats.check_tolerance`)."""
+    (see `bigbigan.compare.statistics.check_tolerance`)."""
 
     atol: float = 0.0
     rtol: float = 0.0

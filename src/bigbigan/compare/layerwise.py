@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from bigbigan.binio import TensorSpec
+from bigbigan.compare.statistics import streamed_compare
 from bigbigan.errors import BigBiGANError
 from bigbigan.infer import peak_rss_mb, resolve_inputs
-from bigbigan.stats import streamed_compare
 
 NAME_SCOPES = "pkg.torch.onnx.name_scopes"  # node metadata written by torch.onnx (dynamo=True)
 DEFAULT_MEMORY_MB = 512  # exposed tensors per chunk, per side (PyTorch and ONNX Runtime)
@@ -382,19 +382,19 @@ def layerwise(
     --input` takes them (files, or the first batch of folders), or seeded inputs of `batch`
     samples (the model's static batch, else 256).
 
-    `tolerances`: a `bigbigan.compare.Tolerances` whose per-name keys are layer names; default
+    `tolerances`: a `bigbigan.compare.files.Tolerances` whose per-name keys are layer names; default
     atol 1e-4, rtol 1e-3, elementwise. `memory_mb` bounds the tensors exposed per chunk.
     `progress(text)` is called per chunk.
     """
     import onnx
     import torch
 
-    from bigbigan.checkpoint import load_model
-    from bigbigan.compare import Tolerances
+    from bigbigan.compare.files import Tolerances
     from bigbigan.export import onnx_specs
-    from bigbigan.models import offline_module
+    from bigbigan.model.networks import offline_module
     from bigbigan.runtimes.base import check_feed
     from bigbigan.runtimes.onnxruntime import check_model_file, import_onnxruntime, providers_for
+    from bigbigan.training.checkpoint import load_model
 
     started = time.perf_counter()
     model_path = Path(model_path)

@@ -1,0 +1,1 @@
+"""The command line: one parser, one error boundary, one module per subcommand."""

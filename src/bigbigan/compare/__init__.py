@@ -1,0 +1,1 @@
+"""Comparing outputs: statistics, output files, layer-by-layer search and reports."""

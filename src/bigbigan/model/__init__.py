@@ -1,0 +1,1 @@
+"""The networks: building blocks, the five BigBiGAN networks, offline wrappers, exact rewrites."""

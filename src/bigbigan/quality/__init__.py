@@ -1,0 +1,1 @@
+"""Judging a trained model: the evaluation classifier, metrics and `bigbigan evaluate`."""

@@ -1,0 +1,1 @@
+"""Training: data, sampling, losses, the loop, checkpoints and data-parallel replicas."""
