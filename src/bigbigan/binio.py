@@ -105,6 +105,12 @@ def save_txt(path: str | os.PathLike[str], array: np.ndarray) -> None:
     write_text(path, "".join(line + "\n" for line in lines))
 
 
+def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Write `array` as a `.npy` file (no pickles, no sidecar: the header holds dtype and shape)."""
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+
+
 def _read_sidecar(sidecar: Path) -> tuple[np.dtype, tuple[int, ...]]:
     """Parse `x.bin.json`; any problem is an error naming the sidecar."""
     expected = 'expected {"dtype": "float32", "shape": [256, 100]}'

@@ -113,9 +113,7 @@ class CompileJob:
     ort_level: str = "all"
     tolerance: float = 1e-4
     inductor_configs: dict[str, Any] | None = None  # aoti: None = AOTI_CONFIGS[precision]
-    rewrite: bool = (
-        True  # fp32 ort and aoti: the exact upsampling rewrites (model/rewrite.py)
-    )
+    rewrite: bool = True  # fp32 ort and aoti: the exact upsampling rewrites (model/rewrite.py)
 
     @property
     def num_classes(self) -> int | None:

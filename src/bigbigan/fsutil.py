@@ -28,20 +28,35 @@ def ensure_dir(path: str | os.PathLike[str], flag: str = "--out") -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it into place only if the block succeeds.
+    An OS error on the temporary file (a full disk, a folder in the way) names `path`, the
+    output the user asked for."""
     path = Path(path)
-    ensure_dir(path.parent or Path("."), flag=str(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    ensure_dir(path.parent or Path("."), flag=f"{path}:")
+    with _naming(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp's 0600 would survive the rename
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        with _naming(path, tmp_path):
+            yield tmp_path
+            os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _naming(path: Path, tmp: Path | None = None) -> Iterator[None]:
+    """Re-label an OSError about our temporary file (or about no file) as one about `path`."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None or (tmp is not None and os.fsdecode(e.filename) == str(tmp)):
+            e.filename, e.filename2 = str(path), None
+        raise
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -39,6 +39,7 @@ from bigbigan.binio import (
     load_bin,
     load_npy,
     save_bin,
+    save_npy,
     save_txt,
     validate_values,
 )
@@ -48,7 +49,8 @@ from bigbigan.fsutil import ensure_dir, write_text
 from bigbigan.runtimes import Runner, open_runner
 from bigbigan.runtimes.base import check_feed, specs_to_json
 
-OUTFMTS = ("BIN", "TXT")
+OUTFMTS = ("BIN", "TXT", "NPY")
+WRITERS = {"BIN": save_bin, "TXT": save_txt, "NPY": save_npy}
 DEFAULT_BATCH = 256  # the original system's batch
 CV_WARNING = 0.05  # warn when the run-to-run coefficient of variation is above 5 %
 SAMPLE_SUFFIXES = (".bin", ".npy")
@@ -706,7 +708,7 @@ def write_outputs(
     paths = []
     for index, array in enumerate(outputs.values()):
         path = out_dir / f"{stem}_output_{index}.{outfmt.lower()}"
-        (save_bin if outfmt == "BIN" else save_txt)(path, array)
+        WRITERS[outfmt](path, array)
         paths.append(path)
     return paths
 

@@ -20,9 +20,7 @@ from bigbigan.runtimes.streams import StreamedRunner
 from bigbigan.runtimes.tensorrt import TensorRTRunner
 from bigbigan.runtimes.torch import TorchRunner
 
-CONFIG_FILE = (
-    "checkpoint.json"  # = training.checkpoint.CONFIG_FILE (importing it loads torch)
-)
+CONFIG_FILE = "checkpoint.json"  # = training.checkpoint.CONFIG_FILE (importing it loads torch)
 
 RUNNERS: dict[str, type[Runner]] = {
     cls.name: cls for cls in (TorchRunner, OnnxRuntimeRunner, AOTIRunner, TensorRTRunner)

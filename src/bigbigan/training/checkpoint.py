@@ -83,9 +83,12 @@ def save(
 
 
 def resolve(path: str | Path) -> Path:
-    """Accept a run/checkpoint directory or its `checkpoint.json`; return the JSON's path."""
+    """Accept a run/checkpoint directory, its `checkpoint.json` or a weights file beside it
+    (`model.safetensors`: what a user sees first); return the JSON's path."""
     path = Path(path)
     candidate = path / CONFIG_FILE if path.is_dir() else path
+    if path.suffix == ".safetensors" and path.is_file():
+        candidate = path.with_name(CONFIG_FILE)
     if path.is_dir() and not candidate.exists() and (path / "checkpoint" / CONFIG_FILE).exists():
         candidate = path / "checkpoint" / CONFIG_FILE
     if not candidate.exists():

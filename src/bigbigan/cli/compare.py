@@ -1,0 +1,120 @@
+"""`bigbigan compare`: output files against a reference (the original's getAcc), in stages:
+load, summarise, compare with tolerances, validate; `--layerwise` hands over to `layerwise`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from bigbigan.cli import args as groups
+from bigbigan.cli import layerwise
+from bigbigan.errors import BigBiGANError, UsageError
+
+NAME = "compare"
+HELP = (
+    "compare output files with a reference (getAcc), or an ONNX model with PyTorch "
+    "layer by layer; exit 0 pass, 1 fail, 2 bad usage"
+)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = groups.command(subparsers, NAME, HELP, run)
+    p.add_argument("reference", help="reference .bin/.npy (or, with --layerwise, the .onnx)")
+    p.add_argument("others", nargs="*", help="files to compare with it")
+    p.add_argument("--names", help="comma-separated labels, reference first")
+    p.add_argument(
+        "--grid", metavar="FILE", help="PNG with the first 8 images of every file (+ error maps)"
+    )
+    groups.tolerances(p)
+    p.add_argument("--validate", action="store_true", help="fail on NaN/Inf in any file")
+    groups.json_flag(p)
+    groups.summary(p)
+    p.add_argument(
+        "--layerwise", action="store_true", help="= `bigbigan layerwise`: first layer off"
+    )
+    layerwise.add_search_arguments(p, "layerwise: ")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.layerwise and args.others:
+        raise UsageError("--layerwise takes one ONNX model, no other files")
+    if not args.layerwise:
+        if not args.others:
+            raise UsageError("give the reference and at least one file to compare")
+        given = [f"--{k.replace('_', '-')}" for k in layerwise.ONLY if getattr(args, k)]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply with --layerwise")
+    tolerances = layerwise.tolerances(args, layerwise=args.layerwise)
+    if args.layerwise:
+        return layerwise.search(args, tolerances)
+    checked = bool(args.atol or args.rtol) or args.tolerance is not None
+    statistic = tolerances.statistic
+    return _files(args, tolerances if checked else None, statistic)
+
+
+def _files(args: argparse.Namespace, tolerances, statistic: str) -> int:
+    from bigbigan.compare.files import (
+        compare_arrays,
+        default_names,
+        is_image_batch,
+        load_outputs,
+        save_error_maps,
+        save_side_by_side,
+        summarize_files,
+        validate_files,
+    )
+
+    files = [args.reference, *args.others]
+    names = args.names.split(",") if args.names else default_names(files)
+    if len(names) != len(files):
+        raise BigBiGANError(f"--names: {len(names)} name(s) for {len(files)} files")
+    if tolerances is not None:
+        known = set(names[1:]) | {Path(f).stem for f in files[1:]}
+        tolerances.check_names(known | {Path(f).name for f in files[1:]})
+    arrays = load_outputs(files)
+    summaries = summarize_files(arrays, names, files)
+    results = compare_arrays(
+        arrays, names, files, statistic=statistic, tolerances=tolerances, validate=args.validate
+    )
+    bad_files = validate_files(summaries) if args.validate else []
+    grid = args.grid if args.grid and is_image_batch(arrays[0]) else None
+    if grid:
+        save_side_by_side(arrays, names, grid)
+        save_error_maps(arrays, results, grid)
+    failed = bool(bad_files) or any(r.passed is False for r in results)
+    checked = tolerances is not None or args.validate
+    report = {
+        "schema": "bigbigan-compare",
+        "schema_version": 1,
+        "reference": files[0],
+        "files": [f.to_json() for f in summaries],
+        "pairs": [r.to_json() for r in results],
+        "validate": bad_files if args.validate else None,
+        "grid": grid,
+        "passed": (not failed) if checked else None,
+    }
+    _report(args, report, summaries, results, names[0], bad_files, failed if checked else None)
+    return 1 if failed else 0
+
+
+def _report(args, report, summaries, results, reference, bad_files, failed) -> None:
+    """The JSON file (--summary), then the JSON line (--json) or the text report; `failed` is
+    None when nothing was checked (no tolerance, no --validate)."""
+    from bigbigan.compare.files import format_report
+    from bigbigan.fsutil import write_text
+
+    if args.summary:
+        write_text(args.summary, json.dumps(report, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(format_report(summaries, results, reference))
+    for line in bad_files:
+        print(f"NaN/Inf: {line}")
+    if args.grid:
+        grid, reference_file = report["grid"], report["reference"]
+        print(f"grid: {grid}" if grid else f"grid: not written ({reference_file} is not images)")
+    if failed is not None:
+        print("FAIL" if failed else "PASS")

@@ -1,0 +1,44 @@
+"""`bigbigan evaluate`: the quality metrics of a checkpoint (label accuracy, FID, probes)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from bigbigan.cli import args as groups
+
+NAME = "evaluate"
+HELP = "quality metrics of a checkpoint (label accuracy, FID...)"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = groups.command(subparsers, NAME, HELP, run)
+    groups.checkpoint(p, "default: the shipped model")
+    p.add_argument("--classifier", help="default: models/classifier_<dataset>")
+    groups.count(p, 10000, "generated images")
+    groups.alias(p, "--n", "count", type=groups.positive)
+    groups.seed(p)
+    groups.data(p)
+    groups.out(p, "folder", "folder for evaluation.json and image grids")
+    groups.device(p)
+    groups.batch(p, 500, "images per forward pass", old="--batch-size")
+    groups.json_flag(p, "print the result as JSON")
+    return p
+
+
+def run(args: argparse.Namespace) -> None:
+    from bigbigan.quality.evaluate import evaluate, format_report
+    from bigbigan.shipped import shipped_checkpoint
+
+    groups.torch_device(args.device)
+    result = evaluate(
+        args.checkpoint or shipped_checkpoint(),
+        classifier_path=args.classifier,
+        n=args.count,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        out_dir=args.out,
+        device=args.device,
+        batch_size=args.batch,
+    )
+    print(json.dumps(result, indent=2) if args.json else format_report(result))

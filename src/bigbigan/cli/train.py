@@ -1,0 +1,74 @@
+"""`bigbigan train`: train a BigBiGAN into a resumable run folder (one process or torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+
+from bigbigan.cli import args as groups
+
+NAME = "train"
+HELP = "train a BigBiGAN (resumable)"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = groups.command(subparsers, NAME, HELP, run)
+    groups.architecture(p)
+    groups.data(p)
+    groups.out(p, "folder", "run folder: checkpoint, samples, log", required=True)
+    groups.batch(p, 256, "training batch (global, over every process)", old="--batch-size")
+    p.add_argument("--epochs", type=groups.positive, default=50, help="passes over the data")
+    p.add_argument("--steps", type=groups.positive, help="total G/E steps (overrides --epochs)")
+    p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate")
+    groups.seed(p)
+    p.add_argument("--init", choices=("normal", "orthogonal"), help="default: by dataset")
+    groups.device(p, "under torchrun: cuda:LOCAL_RANK")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
+    p.add_argument("--sample-every", type=int, default=0, help="also checkpoint every N steps")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="several processes: batch-norm statistics over the global batch (default: per rank)",
+    )
+    p.add_argument(
+        "--nproc",
+        type=groups.positive,
+        help="run as N processes on this node through torchrun (--batch is the global batch)",
+    )
+    return p
+
+
+def run(args: argparse.Namespace) -> int | None:
+    from bigbigan.config import TrainConfig
+    from bigbigan.training import distributed
+    from bigbigan.training.loop import model_config_for, train
+
+    cfg = TrainConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        batch_size=args.batch,
+        epochs=args.epochs,
+        steps=args.steps,
+        lr=args.lr,
+        seed=args.seed,
+        amp=args.amp,
+        sample_every=args.sample_every,
+    )
+    model_cfg = model_config_for(
+        args.dataset, ch=args.ch, conditional=not args.unconditional, init=args.init
+    )
+    if args.nproc:
+        return distributed.relaunch(args.nproc, distributed.forwarded_argv(NAME, vars(args)))
+    groups.torch_device(args.device)
+    with distributed.process_group(args.device) as replicas:
+        device = args.device if replicas is None else replicas.device
+        train(
+            cfg,
+            model_cfg,
+            args.out,
+            resume=args.resume,
+            device=device,
+            replicas=replicas,
+            sync_bn=args.sync_bn,
+        )
+    return None
