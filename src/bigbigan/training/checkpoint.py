@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as serialize
 
 from bigbigan.config import ModelConfig, TrainConfig, from_dict, to_dict
-from bigbigan.errors import BigBiGANError
+from bigbigan.errors import BigBiGANError, ParameterError
 from bigbigan.fsutil import ensure_dir, read_json_document, sha256_file, write_bytes, write_text
 from bigbigan.model.networks import BigBiGAN
 
@@ -92,7 +92,7 @@ def resolve(path: str | Path) -> Path:
     if path.is_dir() and not candidate.exists() and (path / "checkpoint" / CONFIG_FILE).exists():
         candidate = path / "checkpoint" / CONFIG_FILE
     if not candidate.exists():
-        raise BigBiGANError(f"--checkpoint {path}: no {CONFIG_FILE} found")
+        raise ParameterError("checkpoint", path, f"no {CONFIG_FILE} found")
     return candidate
 
 
