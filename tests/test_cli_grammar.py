@@ -56,7 +56,7 @@ def test_did_you_mean(typed, meant, capsys):
     with pytest.raises(SystemExit) as info:
         main([typed, "--out", "x"])
     assert info.value.code == 2
-    assert f"unknown command '{typed}'; did you mean {meant}?" in capsys.readouterr().err
+    assert f"unknown command '{typed}'; did you mean {meant}" in capsys.readouterr().err
 
 
 def test_an_unknown_command_far_from_any_lists_them(capsys):
