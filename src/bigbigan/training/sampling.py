@@ -11,13 +11,16 @@ import numpy as np
 TRUNCATION = 2.0
 
 
-def truncated_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Standard normal float32 samples with |z| <= 2, by redrawing the ones outside."""
+def truncated_normal(
+    rng: np.random.Generator, shape: tuple[int, ...], threshold: float = TRUNCATION
+) -> np.ndarray:
+    """Standard normal float32 samples with |z| <= threshold (2: training's), by redrawing the
+    ones outside; a lower threshold trades variety for typical samples (the truncation trick)."""
     z = rng.standard_normal(shape, dtype=np.float32)
-    outside = np.abs(z) > TRUNCATION
+    outside = np.abs(z) > threshold
     while outside.any():
         z[outside] = rng.standard_normal(int(outside.sum()), dtype=np.float32)
-        outside = np.abs(z) > TRUNCATION
+        outside = np.abs(z) > threshold
     return z
 
 
