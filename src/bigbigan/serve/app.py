@@ -78,8 +78,9 @@ def test_images(engine: Engine, folder: Path, dataset: str | None) -> list[Path]
     source = "test"
     if images is None:
         labels = list(range(engine.num_classes if engine.conditional else 4))
-        result = engine.grid(labels if engine.conditional else [0], [0] if engine.conditional else labels, MAX_TRUNCATION)  # fmt: skip
-        images, source = result.arrays["images"], "generated"
+        classes, seeds = (labels, [0]) if engine.conditional else ([0], labels)
+        images = engine.grid(classes, seeds, MAX_TRUNCATION).arrays["images"]
+        source = "generated"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for image, label in zip(images, labels, strict=True):
@@ -136,6 +137,31 @@ def _guarded(func: Callable[..., Result], engine: Engine) -> Callable[..., Any]:
     return handler
 
 
+def _truncation(gr: Any) -> Any:
+    return gr.Slider(
+        MIN_TRUNCATION,
+        MAX_TRUNCATION,
+        value=MAX_TRUNCATION,
+        step=0.1,
+        label="truncation",
+        info="|z| ≤ this; 2 is the training noise, lower is more typical and less varied",
+    )
+
+
+def _outputs(gr: Any, name: str) -> list[Any]:
+    """The right-hand column of a section: picture, status (timing or error), downloads."""
+    with gr.Column(scale=2):
+        image = gr.Image(label=name, type="filepath", interactive=False, elem_id=f"{name}-image")
+        status = gr.Markdown(elem_id=f"{name}-status")
+        files = gr.File(
+            label="downloads: .bin + .json sidecar (the offline format), PNG",
+            file_count="multiple",
+            height=160,
+            elem_id=f"{name}-files",
+        )
+    return [image, status, files]
+
+
 def build_page(
     engine: Engine,
     *,
@@ -146,7 +172,6 @@ def build_page(
     """The Gradio Blocks of the page; every handler goes through `engine`."""
     gr = import_gradio()
     classes = [(name, i) for i, name in enumerate(engine.class_names)]
-    truncation_help = "|z| ≤ this; 2 is the training noise, lower is more typical, less varied"
 
     def grid(chosen: list[int], first: float | None, count: float, truncation: float) -> Result:
         start = int(first or 0)
@@ -160,8 +185,10 @@ def build_page(
         steps: float,
         truncation: float,
     ) -> Result:
-        pair = (int(class_a or 0), int(class_b or 0))
-        return engine.interpolate((int(seed_a or 0), int(seed_b or 0)), pair, int(steps), truncation)  # fmt: skip
+        seeds = (int(seed_a or 0), int(seed_b or 0))
+        return engine.interpolate(
+            seeds, (int(class_a or 0), int(class_b or 0)), int(steps), truncation
+        )
 
     def reconstruct(path: str | None, label: int | None, invert: bool) -> Result:
         if not path:
@@ -183,17 +210,11 @@ def build_page(
                     visible=engine.conditional,
                     elem_id="grid-classes",
                 )
-                grid_seed = gr.Number(0, precision=0, minimum=0, label="first seed", elem_id="grid-seed")  # fmt: skip
+                grid_seed = gr.Number(0, precision=0, minimum=0, label="first seed")
                 grid_count = gr.Slider(1, MAX_SEEDS, value=8, step=1, label="seeds (columns)")
-                grid_trunc = gr.Slider(
-                    MIN_TRUNCATION, MAX_TRUNCATION, value=MAX_TRUNCATION, step=0.1,
-                    label="truncation", info=truncation_help,
-                )  # fmt: skip
+                grid_trunc = _truncation(gr)
                 grid_run = gr.Button("Generate grid", variant="primary", elem_id="grid-run")
-            with gr.Column(scale=2):
-                grid_image = gr.Image(label="grid", type="filepath", interactive=False, elem_id="grid-image")  # fmt: skip
-                grid_status = gr.Markdown(elem_id="grid-status")
-                grid_files = gr.File(label="downloads (.bin + .json sidecar, PNG)", file_count="multiple", elem_id="grid-files")  # fmt: skip
+            grid_outputs = _outputs(gr, "grid")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=280):
                 gr.Markdown("## Interpolation")
@@ -202,17 +223,12 @@ def build_page(
                     seed_b = gr.Number(1, precision=0, minimum=0, label="seed B")
                 with gr.Row(visible=engine.conditional):
                     class_a = gr.Dropdown(classes, value=0, label="class A")
-                    class_b = gr.Dropdown(classes, value=min(7, engine.num_classes - 1), label="class B")  # fmt: skip
+                    last = min(7, engine.num_classes - 1)
+                    class_b = gr.Dropdown(classes, value=last, label="class B")
                 steps = gr.Slider(2, MAX_SEEDS, value=10, step=1, label="steps")
-                interp_trunc = gr.Slider(
-                    MIN_TRUNCATION, MAX_TRUNCATION, value=MAX_TRUNCATION, step=0.1,
-                    label="truncation", info=truncation_help,
-                )  # fmt: skip
+                interp_trunc = _truncation(gr)
                 interp_run = gr.Button("Interpolate", variant="primary", elem_id="interp-run")
-            with gr.Column(scale=2):
-                interp_image = gr.Image(label="interpolation", type="filepath", interactive=False, elem_id="interp-image")  # fmt: skip
-                interp_status = gr.Markdown(elem_id="interp-status")
-                interp_files = gr.File(label="downloads (.bin + .json sidecar, PNG)", file_count="multiple", elem_id="interp-files")  # fmt: skip
+            interp_outputs = _outputs(gr, "interp")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=280):
                 gr.Markdown("## Reconstruction G(E(x), y)")
@@ -223,7 +239,8 @@ def build_page(
                     elem_id="upload",
                 )
                 if examples:
-                    gr.Examples([[str(p)] for p in examples], inputs=[upload], label="or pick a test image")  # fmt: skip
+                    picks = [[str(p)] for p in examples]
+                    gr.Examples(picks, inputs=[upload], label="or pick a test image")
                 recon_class = gr.Dropdown(
                     [("as the classifier reads x", READ_AS_CLASSIFIED), *classes],
                     value=READ_AS_CLASSIFIED,
@@ -232,23 +249,19 @@ def build_page(
                 )
                 invert = gr.Checkbox(False, label="invert (dark object on a light background)")
                 recon_run = gr.Button("Reconstruct", variant="primary", elem_id="recon-run")
-            with gr.Column(scale=2):
-                recon_image = gr.Image(label="reconstruction", type="filepath", interactive=False, elem_id="recon-image")  # fmt: skip
-                recon_status = gr.Markdown(elem_id="recon-status")
-                recon_files = gr.File(label="downloads (.bin + .json sidecar, PNG)", file_count="multiple", elem_id="recon-files")  # fmt: skip
+            recon_outputs = _outputs(gr, "recon")
 
         grid_run.click(
             _guarded(grid, engine),
             [grid_classes, grid_seed, grid_count, grid_trunc],
-            [grid_image, grid_status, grid_files],
+            grid_outputs,
         )
         interp_run.click(
             _guarded(interpolate, engine),
             [seed_a, seed_b, class_a, class_b, steps, interp_trunc],
-            [interp_image, interp_status, interp_files],
+            interp_outputs,
         )
         recon_inputs = [upload, recon_class, invert]
-        recon_outputs = [recon_image, recon_status, recon_files]
         upload.upload(_guarded(reconstruct, engine), recon_inputs, recon_outputs)
         recon_run.click(_guarded(reconstruct, engine), recon_inputs, recon_outputs)
     return page.queue(default_concurrency_limit=CONCURRENCY)

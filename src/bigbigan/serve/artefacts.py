@@ -106,11 +106,8 @@ def build(
     echo: Callable[[str], None] = print,
 ) -> Artefacts:
     """Export and compile into `folder` what the page runs; `model` skips the generator build."""
-    import onnx
-
     from bigbigan.compile import compile_model
     from bigbigan.export import export_onnx
-    from bigbigan.fsutil import atomic_path
 
     echo(f"exporting the generator of {checkpoint} ...")
     g_onnx = export_onnx(checkpoint, folder / "G.onnx").path
@@ -122,8 +119,18 @@ def build(
     mixer = None
     if conditional:
         echo("compiling the class-weight generator ...")
-        source = folder / "G_class_weights.onnx"
-        with atomic_path(source) as tmp:
-            onnx.save(class_weight_graph(onnx.load(str(g_onnx))), str(tmp))
-        mixer = compile_model(source, target="ort", out=folder / "G_class_weights.ort.onnx").path
+        mixer = build_mixer(g_onnx, folder)
     return Artefacts(generator=model, encoder=encoder, mixer=mixer)
+
+
+def build_mixer(g_onnx: Path, folder: Path) -> Path:
+    """The class-weight generator of an exported `g_onnx`, compiled (`ort`) into `folder`."""
+    import onnx
+
+    from bigbigan.compile import compile_model
+    from bigbigan.fsutil import atomic_path
+
+    source = folder / "G_class_weights.onnx"
+    with atomic_path(source) as tmp:
+        onnx.save(class_weight_graph(onnx.load(str(g_onnx))), str(tmp))
+    return compile_model(source, target="ort", out=folder / "G_class_weights.ort.onnx").path

@@ -196,8 +196,10 @@ class Engine:
         images = self._run(model, feed, result.calls)
         result.arrays["images"] = images
         result.rows = [images]
-        ends = [f"seed {s}" + (f" {self.class_names[c]}" if self.conditional else "")
-                for s, c in zip(seeds, (a, b), strict=True)]  # fmt: skip
+        ends = [
+            f"seed {s}" + (f" {self.class_names[c]}" if self.conditional else "")
+            for s, c in zip(seeds, (a, b), strict=True)
+        ]
         result.labels = [""]
         result.text = f"{ends[0]} → {ends[1]}, {steps} steps; truncation {truncation:g}"
         return result
@@ -313,9 +315,11 @@ def open_engine(
     checkpoint: Path,
     model: Path | None = None,
     classifier: Path | None = None,
+    artefacts: Artefacts | None = None,
     echo: Callable[[str], None] = print,
 ) -> Engine:
-    """Build the artefacts into `workdir` (artefacts.build) and load them, once."""
+    """Load the artefacts, once, building them into `workdir` first (artefacts.build) unless
+    they are given."""
     from bigbigan.quality import classifier as classifier_module
     from bigbigan.runtimes import open_runner
     from bigbigan.serve import artefacts as build
@@ -323,7 +327,7 @@ def open_engine(
 
     ckpt = ckpt_io.read(checkpoint)
     cfg = ckpt.model
-    paths = build.build(
+    paths = artefacts or build.build(
         checkpoint, workdir / "models", model=model, conditional=cfg.conditional, echo=echo
     )
     judge = None
