@@ -244,3 +244,4 @@ def test_cli_serve_reports_a_missing_checkpoint(tmp_path: Path, capsys) -> None:
     assert main(["serve", "--checkpoint", str(tmp_path / "nowhere")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("bigbigan serve: error:") and len(err.splitlines()) == 1
+    assert "nowhere" in err

@@ -45,18 +45,30 @@ def import_gradio() -> Any:
 
 @contextlib.contextmanager
 def workspace() -> Iterator[Path]:
-    """A fresh temporary folder for everything the server writes (Gradio's cache included),
-    deleted on exit."""
+    """A fresh temporary folder for everything the server writes, deleted on exit.
+
+    Libraries write beside us into the system's temporary folder (Gradio its upload cache,
+    ONNX Runtime a session file, Inductor its cache): for the server's life that folder is
+    this one, so nothing outlives it."""
     folder = Path(tempfile.mkdtemp(prefix="bigbigan-serve-"))
-    previous = os.environ.get("GRADIO_TEMP_DIR")
-    os.environ["GRADIO_TEMP_DIR"] = str(folder / "gradio")
+    redirected = {
+        "TMPDIR": str(folder),
+        "GRADIO_TEMP_DIR": str(folder / "gradio"),
+        "TORCHINDUCTOR_CACHE_DIR": str(folder / "inductor"),
+    }
+    saved_env = {name: os.environ.get(name) for name in redirected}
+    saved_tempdir = tempfile.tempdir
+    os.environ.update(redirected)
+    tempfile.tempdir = str(folder)
     try:
         yield folder
     finally:
-        if previous is None:
-            os.environ.pop("GRADIO_TEMP_DIR", None)
-        else:
-            os.environ["GRADIO_TEMP_DIR"] = previous
+        tempfile.tempdir = saved_tempdir
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -272,21 +284,34 @@ def serve(
     checkpoint: Path,
     model: Path | None = None,
     classifier: Path | None = None,
+    read_classes: bool = True,
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
     echo: Callable[[str], None] = print,
 ) -> None:
-    """Build the artefacts, load them once, serve the page until interrupted, clean up."""
-    gr = import_gradio()
-    from bigbigan.serve.engine import open_engine
-    from bigbigan.training import checkpoint as ckpt_io
+    """Build the artefacts, load them once, serve the page until interrupted, clean up.
 
+    `classifier` defaults to the shipped one for the checkpoint's dataset; `read_classes=False`
+    runs without one. Everything, imports included, happens inside the workspace, so that no
+    library has written to the system's temporary folder before it is redirected."""
     with workspace() as folder:
+        from bigbigan.quality.evaluate import default_classifier_path
+        from bigbigan.serve.engine import open_engine
+        from bigbigan.training import checkpoint as ckpt_io
+
+        dataset = ckpt_io.read(checkpoint).dataset
+        gr = import_gradio()
+        if classifier is None and read_classes and dataset is not None:
+            classifier = default_classifier_path(dataset)
         engine = open_engine(
-            folder, checkpoint=checkpoint, model=model, classifier=classifier, echo=echo
+            folder,
+            checkpoint=checkpoint,
+            model=model,
+            classifier=classifier if read_classes else None,
+            echo=echo,
         )
         try:
-            examples = test_images(engine, folder / "examples", ckpt_io.read(checkpoint).dataset)
+            examples = test_images(engine, folder / "examples", dataset)
             page = build_page(
                 engine, checkpoint=checkpoint, classifier=classifier, examples=examples
             )
@@ -294,7 +319,6 @@ def serve(
                 font=["ui-sans-serif", "system-ui", "sans-serif"],  # no web fonts: offline
                 font_mono=["ui-monospace", "monospace"],
             )
-            echo(f"serving on http://{host}:{port} (Ctrl-C stops; temporary folder {folder})")
             page.launch(
                 server_name=host,
                 server_port=port,
@@ -303,6 +327,9 @@ def serve(
                 theme=theme,
                 ssr_mode=False,  # no Node.js server beside Python's
                 quiet=True,
+                prevent_thread_lock=True,  # return once the port answers, to say so
             )
+            echo(f"serving on http://{host}:{port} (Ctrl-C stops; temporary folder {folder})")
+            page.block_thread()
         finally:
             engine.close()

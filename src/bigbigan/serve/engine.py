@@ -224,8 +224,8 @@ class Engine:
         recon = self._run(self.generator, feed, result.calls)
         result.arrays["images"] = recon
         read_rec = self._read(recon, result.calls)
-        result.rows = [image, recon]
-        result.labels = ["x", "G(E(x))" if not self.conditional else "G(E(x), y)"]
+        result.rows = [np.concatenate([image, recon])]
+        result.labels = ["x, G(E(x), y)" if self.conditional else "x, G(E(x))"]
         parts = []
         if read_x is not None:
             parts.append(f"classifier reads x as **{self.class_names[read_x]}**")
