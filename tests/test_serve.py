@@ -17,7 +17,13 @@ from bigbigan.binio import load_bin
 from bigbigan.compile import CompileReport
 from bigbigan.errors import BigBiGANError
 from bigbigan.export import ExportReport
-from bigbigan.serve.artefacts import CLASS_WEIGHTS, Artefacts, build_mixer, class_weight_graph
+from bigbigan.serve.artefacts import (
+    CLASS_WEIGHTS,
+    Artefacts,
+    build_mixer,
+    class_weight_graph,
+    describe,
+)
 from bigbigan.serve.engine import Engine, open_engine
 from bigbigan.serve.uploads import MAX_UPLOAD_BYTES, UploadError, check_upload, load_upload
 from bigbigan.shipped import MODELS_DIR
@@ -80,6 +86,17 @@ def test_class_weight_graph_refuses_an_unconditional_generator(
     path = export_onnx(tiny_unconditional_checkpoint, tmp_path / "G.onnx").path
     with pytest.raises(BigBiGANError, match="one embedding lookup of label input x2, found 0"):
         class_weight_graph(onnx.load(str(path)))
+
+
+def test_describe_reads_how_a_model_was_made(
+    tiny_checkpoint: Path, tiny_onnx: ExportReport, tiny_ort: CompileReport, tmp_path: Path
+) -> None:
+    assert describe(tiny_ort.path) == ("compiled ort", "fp32")
+    assert describe(tiny_onnx.path) == ("exported onnx", "fp32")
+    assert describe(tiny_checkpoint) == ("checkpoint", "fp32")
+    bare = tmp_path / "G.engine"
+    bare.write_bytes(b"")
+    assert describe(bare) == ("engine", "fp32")  # no sidecar: the file type, fp32 assumed
 
 
 def test_grid_rows_are_classes_columns_are_seeds_and_match_pytorch(

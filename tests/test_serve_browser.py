@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -262,6 +263,29 @@ def test_bad_upload_shows_the_message(
     _upload(browser, path)
     assert expected in _wait_text(browser, "recon-status", "upload refused")
     assert _image_loaded(browser, "recon-image") == 0
+
+
+def test_concurrent_calls_through_the_queue_do_not_mix(server: Server, tmp_path: Path) -> None:
+    """Several grids at once through Gradio's queue (its own client, as a script would call
+    the page): each call gets its own pictures, the same as when it ran alone."""
+    from gradio_client import Client
+
+    client = Client(server.url, verbose=False, download_files=str(tmp_path))
+
+    def grid(job: tuple[int, int]) -> tuple[np.ndarray, str]:
+        label, seed = job
+        _, status, files = client.predict([label], seed, 3, 1.5, api_name="/grid")
+        images = next(Path(f) for f in files if Path(f).name == "images.bin")
+        return np.fromfile(images, "<f4"), status
+
+    jobs = [(label, 10 * label) for label in range(6)]
+    alone = [grid(job)[0] for job in jobs]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        together = list(pool.map(grid, jobs * 2))
+    for i, (images, status) in enumerate(together):
+        assert "batch 3" in status
+        np.testing.assert_array_equal(images, alone[i % len(jobs)])
+    assert not np.array_equal(alone[0], alone[1])
 
 
 def test_stopping_leaves_nothing_behind(server: Server) -> None:

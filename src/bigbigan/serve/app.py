@@ -26,6 +26,7 @@ from bigbigan.serve.engine import MAX_SEEDS, MAX_TRUNCATION, MIN_TRUNCATION, Eng
 from bigbigan.serve.uploads import MAX_UPLOAD_BYTES, load_upload
 
 DEFAULT_PORT = 7860
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 CONCURRENCY = 4  # requests Gradio runs at once; model calls still take the engine's lock
 READ_AS_CLASSIFIED = -1  # reconstruction class choice: the class the classifier reads from x
 EXAMPLES_PER_CLASS = 1
@@ -109,8 +110,8 @@ def _header(engine: Engine, checkpoint: Path, classifier: Path | None) -> str:
     arts = engine.artefacts
     lines = [
         "# BigBiGAN",
-        f"Checkpoint `{checkpoint}`; every picture below is drawn by the models listed here, "
-        "and each request reports which one ran, at what precision and how long it took.",
+        f"Checkpoint `{checkpoint.name}`; every picture below is drawn by the models listed "
+        "here, and each request reports which one ran, at what precision and how long it took.",
         "",
         f"- generator: `{arts.generator.name}` on {engine.generator.runner.name} "
         f"({engine.generator.made}, {engine.generator.precision})",
@@ -122,7 +123,7 @@ def _header(engine: Engine, checkpoint: Path, classifier: Path | None) -> str:
             f"({engine.mixer.made}), the generator with class weights instead of a class index"
         )
     if classifier is not None:
-        lines.append(f"- class read by the evaluation classifier `{classifier}`")
+        lines.append(f"- class read by the evaluation classifier `{classifier.name}`")
     return "\n".join(lines)
 
 
@@ -158,6 +159,18 @@ def _truncation(gr: Any) -> Any:
         label="truncation",
         info="|z| ≤ this; 2 is the training noise, lower is more typical and less varied",
     )
+
+
+@contextlib.contextmanager
+def _section(gr: Any, title: str, name: str) -> Iterator[list[Any]]:
+    """A row of the page: the block's controls on the left, then `_outputs` on the right; the
+    yielded list holds the outputs once the block is done."""
+    outputs: list[Any] = []
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=280):
+            gr.Markdown(f"## {title}")
+            yield outputs
+        outputs.extend(_outputs(gr, name))
 
 
 def _outputs(gr: Any, name: str) -> list[Any]:
@@ -212,70 +225,64 @@ def build_page(
 
     with gr.Blocks(title="BigBiGAN") as page:
         gr.Markdown(_header(engine, checkpoint, classifier), elem_id="header")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=280):
-                gr.Markdown("## Class × seed grid")
-                grid_classes = gr.CheckboxGroup(
-                    classes,
-                    value=[i for _, i in classes],
-                    label="classes (rows)",
-                    visible=engine.conditional,
-                    elem_id="grid-classes",
-                )
-                grid_seed = gr.Number(0, precision=0, minimum=0, label="first seed")
-                grid_count = gr.Slider(1, MAX_SEEDS, value=8, step=1, label="seeds (columns)")
-                grid_trunc = _truncation(gr)
-                grid_run = gr.Button("Generate grid", variant="primary", elem_id="grid-run")
-            grid_outputs = _outputs(gr, "grid")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=280):
-                gr.Markdown("## Interpolation")
-                with gr.Row():
-                    seed_a = gr.Number(0, precision=0, minimum=0, label="seed A")
-                    seed_b = gr.Number(1, precision=0, minimum=0, label="seed B")
-                with gr.Row(visible=engine.conditional):
-                    class_a = gr.Dropdown(classes, value=0, label="class A")
-                    last = min(7, engine.num_classes - 1)
-                    class_b = gr.Dropdown(classes, value=last, label="class B")
-                steps = gr.Slider(2, MAX_SEEDS, value=10, step=1, label="steps")
-                interp_trunc = _truncation(gr)
-                interp_run = gr.Button("Interpolate", variant="primary", elem_id="interp-run")
-            interp_outputs = _outputs(gr, "interp")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=280):
-                gr.Markdown("## Reconstruction G(E(x), y)")
-                limit = f"{MAX_UPLOAD_BYTES >> 20} MB"
-                upload = gr.File(
-                    label=f"upload or drop an image (PNG, JPEG, BMP, GIF, WebP; up to {limit})",
-                    type="filepath",
-                    elem_id="upload",
-                )
-                if examples:
-                    picks = [[str(p)] for p in examples]
-                    gr.Examples(picks, inputs=[upload], label="or pick a test image")
-                recon_class = gr.Dropdown(
-                    [("as the classifier reads x", READ_AS_CLASSIFIED), *classes],
-                    value=READ_AS_CLASSIFIED,
-                    label="class y",
-                    visible=engine.conditional,
-                )
-                invert = gr.Checkbox(False, label="invert (dark object on a light background)")
-                recon_run = gr.Button("Reconstruct", variant="primary", elem_id="recon-run")
-            recon_outputs = _outputs(gr, "recon")
+        with _section(gr, "Class × seed grid", "grid") as grid_outputs:
+            grid_classes = gr.CheckboxGroup(
+                classes,
+                value=[i for _, i in classes],
+                label="classes (rows)",
+                visible=engine.conditional,
+                elem_id="grid-classes",
+            )
+            grid_seed = gr.Number(0, precision=0, minimum=0, label="first seed")
+            grid_count = gr.Slider(1, MAX_SEEDS, value=8, step=1, label="seeds (columns)")
+            grid_trunc = _truncation(gr)
+            grid_run = gr.Button("Generate grid", variant="primary", elem_id="grid-run")
+        with _section(gr, "Interpolation", "interp") as interp_outputs:
+            with gr.Row():
+                seed_a = gr.Number(0, precision=0, minimum=0, label="seed A")
+                seed_b = gr.Number(1, precision=0, minimum=0, label="seed B")
+            with gr.Row(visible=engine.conditional):
+                class_a = gr.Dropdown(classes, value=0, label="class A")
+                last = min(7, engine.num_classes - 1)
+                class_b = gr.Dropdown(classes, value=last, label="class B")
+            steps = gr.Slider(2, MAX_SEEDS, value=10, step=1, label="steps")
+            interp_trunc = _truncation(gr)
+            interp_run = gr.Button("Interpolate", variant="primary", elem_id="interp-run")
+        with _section(gr, "Reconstruction G(E(x), y)", "recon") as recon_outputs:
+            limit = f"{MAX_UPLOAD_BYTES >> 20} MB"
+            upload = gr.File(
+                label=f"upload or drop an image (PNG, JPEG, BMP, GIF, WebP; up to {limit})",
+                type="filepath",
+                elem_id="upload",
+            )
+            if examples:
+                picks = [[str(p)] for p in examples]
+                gr.Examples(picks, inputs=[upload], label="or pick a test image")
+            recon_class = gr.Dropdown(
+                [("as the classifier reads x", READ_AS_CLASSIFIED), *classes],
+                value=READ_AS_CLASSIFIED,
+                label="class y",
+                visible=engine.conditional,
+            )
+            invert = gr.Checkbox(False, label="invert (dark object on a light background)")
+            recon_run = gr.Button("Reconstruct", variant="primary", elem_id="recon-run")
 
         grid_run.click(
             _guarded(grid, engine),
             [grid_classes, grid_seed, grid_count, grid_trunc],
             grid_outputs,
+            api_name="grid",
         )
         interp_run.click(
             _guarded(interpolate, engine),
             [seed_a, seed_b, class_a, class_b, steps, interp_trunc],
             interp_outputs,
+            api_name="interpolate",
         )
         recon_inputs = [upload, recon_class, invert]
-        upload.upload(_guarded(reconstruct, engine), recon_inputs, recon_outputs)
-        recon_run.click(_guarded(reconstruct, engine), recon_inputs, recon_outputs)
+        recon = _guarded(reconstruct, engine)
+        upload.upload(recon, recon_inputs, recon_outputs, api_name="upload")
+        recon_run.click(recon, recon_inputs, recon_outputs, api_name="reconstruct")
     return page.queue(default_concurrency_limit=CONCURRENCY)
 
 
@@ -329,6 +336,8 @@ def serve(
                 quiet=True,
                 prevent_thread_lock=True,  # return once the port answers, to say so
             )
+            if host not in LOOPBACK:
+                echo(f"note: --host {host} makes the page reachable from other machines")
             echo(f"serving on http://{host}:{port} (Ctrl-C stops; temporary folder {folder})")
             page.block_thread()
         finally:
