@@ -154,13 +154,25 @@ def _wait_text(browser, element_id: str, text: str) -> str:
         pytest.fail(f"#{element_id} never showed {text!r}; it shows {shows!r}")
 
 
-def _image_loaded(browser, element_id: str) -> int:
-    """The natural width of the picture shown in #element_id (0: none or broken)."""
+def _image_width(browser, element_id: str) -> int:
+    """The natural width of the picture shown in #element_id (0: none, loading or broken)."""
     return browser.execute_script(
         "const img = document.querySelector(`#${arguments[0]} img`);"
         "return img && img.complete ? img.naturalWidth : 0;",
         element_id,
     )
+
+
+def _image_loaded(browser, element_id: str) -> int:
+    """The natural width of the picture in #element_id once it has loaded (0 if it never
+    does): the status text can arrive before the picture."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(browser, 30).until(lambda b: _image_width(b, element_id))
+    except TimeoutException:
+        return 0
 
 
 def _upload(browser, path: Path) -> None:
@@ -262,7 +274,7 @@ def test_bad_upload_shows_the_message(
     _open(browser, server)
     _upload(browser, path)
     assert expected in _wait_text(browser, "recon-status", "upload refused")
-    assert _image_loaded(browser, "recon-image") == 0
+    assert _image_width(browser, "recon-image") == 0
 
 
 def test_concurrent_calls_through_the_queue_do_not_mix(server: Server, tmp_path: Path) -> None:

@@ -240,8 +240,9 @@ class Engine:
 
     def warm_up(self) -> None:
         """One untimed call of each request kind at the page's default sizes: a session's first
-        call allocates its buffers (the first grid of 80 took 1.25 s against ~0.1-0.4 s after),
-        and the page should report what a request costs, not that."""
+        call allocates its buffers (shipped model, loaded 2-core machine: the first grid of 80
+        took 0.95 s, the next five 0.44-0.56 s; the first strip 0.19 s, the next 0.10 s), and
+        the page should report what a request costs, not that."""
         image = np.zeros((1, *self.image_shape), np.float32)
         self.grid(range(self.num_classes) if self.conditional else [0], range(8), MAX_TRUNCATION)
         last = self.num_classes - 1 if self.mixer is not None else 0
