@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -202,6 +203,13 @@ def test_grid_is_generated_and_downloadable(browser, server: Server) -> None:
     with urllib.request.urlopen(links["x1.bin"], timeout=30) as response:
         noise = np.frombuffer(response.read(), "<f4")
     assert noise.size == 80 * 100 and np.abs(noise).max() <= 2.0
+    folder = next(line for line in server.output if line.startswith("serving on"))
+    folder = folder.rsplit("temporary folder ", 1)[1].rstrip(")\n")
+    model = f"{server.url}gradio_api/file={folder}/models/G.onnx"  # beside the downloads
+    assert Path(folder, "models", "G.onnx").is_file()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(model, timeout=30)
+    assert refused.value.code in (403, 404)
 
 
 def test_interpolation_between_two_classes(browser, server: Server) -> None:

@@ -330,7 +330,8 @@ def serve(
                 server_name=host,
                 server_port=port,
                 max_file_size=4 * MAX_UPLOAD_BYTES,  # Gradio's own cap; ours gives the message
-                allowed_paths=[str(folder)],
+                # No allowed_paths: the page serves only the files Gradio copied into its cache
+                # (what handlers returned, uploads), not the models beside them.
                 theme=theme,
                 ssr_mode=False,  # no Node.js server beside Python's
                 quiet=True,
