@@ -262,3 +262,17 @@ def test_cli_serve_reports_a_missing_checkpoint(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert err.startswith("bigbigan serve: error:") and len(err.splitlines()) == 1
     assert "nowhere" in err
+
+
+def test_cli_serve_without_gradio_says_how_to_install_it(monkeypatch, capsys) -> None:
+    import sys
+
+    from bigbigan.cli.main import main
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` raises ImportError
+    assert main(["serve"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "bigbigan serve: error: bigbigan serve needs Gradio: "
+        "pip install -e '.[serve]' (or pip install gradio)"
+    )
