@@ -29,6 +29,7 @@ from bigbigan.cli import (
     layerwise,
     make_inputs,
     pipeline,
+    serve,
     summary,
     train,
     train_classifier,
@@ -51,6 +52,7 @@ SUBCOMMANDS: tuple[ModuleType, ...] = (
     train_classifier,
     pipeline,
     bench,
+    serve,
 )
 
 EXIT_ERROR = 1
