@@ -1,0 +1,1 @@
+"""`bigbigan serve`: the demo page (docs/serve.md); only app.py imports Gradio."""
