@@ -140,6 +140,9 @@ def _read_sidecar(sidecar: Path) -> tuple[np.dtype, tuple[int, ...]]:
     return dtype, tuple(shape)
 
 
+read_sidecar = _read_sidecar  # public: compare reads sidecars found elsewhere in a run
+
+
 def dtype_mismatch(name: str, found: np.dtype, spec: TensorSpec) -> BigBiGANError:
     """`label.bin: dtype int64, model input x2 expects int32 (convert with .astype(np.int32))`."""
     msg = f"{name}: dtype {found.name}, {spec.model_name} expects {spec.dtype}"

@@ -44,6 +44,7 @@ from bigbigan.export import (
     read_sidecar,
 )
 from bigbigan.fsutil import ensure_dir
+from bigbigan.importers import is_frozen_graph, resolve_model
 from bigbigan.runtimes.base import specs_to_json
 from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner, check_model_file, providers_for
 
@@ -186,8 +187,12 @@ def compile_model(
         raise BigBiGANError(
             f"--out {out}: target {target} writes {' or '.join(SUFFIXES[target])} files"
         )
+    if is_frozen_graph(onnx_path):
+        onnx_path = resolve_model(onnx_path)  # a TensorFlow .pb: its cached ONNX import
     if onnx_path.suffix.lower() != ".onnx":
-        raise BigBiGANError(f"{onnx_path}: expected an .onnx model (from `bigbigan export`)")
+        raise BigBiGANError(
+            f"{onnx_path}: expected an .onnx model (from `bigbigan export`) or a TensorFlow .pb"
+        )
     check_model_file(onnx_path)
     if out.resolve() == onnx_path.resolve():
         raise BigBiGANError(f"--out {out}: would overwrite the source model")

@@ -46,6 +46,7 @@ from bigbigan.binio import (
 from bigbigan.compare.statistics import latency_stats
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, write_text
+from bigbigan.importers import resolve_model
 from bigbigan.runtimes import Runner, open_runner
 from bigbigan.runtimes.base import check_feed, specs_to_json
 
@@ -108,6 +109,7 @@ def model_num_classes(path: Path) -> int | None:
         from bigbigan.training import checkpoint
 
         return checkpoint.read(path).model.num_classes
+    path = resolve_model(path)  # a TensorFlow .pb: its import's sidecar
     sidecar = path.with_name(path.name + ".json")
     try:
         meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}

@@ -1,7 +1,9 @@
 """`bigbigan make-inputs`: the binary input files of an offline run (the original's pic2bin).
 
-Noise comes from the training distribution (truncated normal) through NumPy's PCG64, so the same
-seed writes the same bytes on any machine. `--dataset` writes real images for the encoder instead.
+Noise comes from the training distribution (truncated normal, |z| <= 2) through NumPy's PCG64, so
+the same seed writes the same bytes on any machine; that is the default because it is what the
+generator saw in training. `--noise uniform` draws uniform [0, 1) noise instead, as the original
+pic2bin does, to reproduce its files' distribution. `--dataset` writes real images for the encoder.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from bigbigan.training.sampling import truncated_normal
 NOISE_FILE = "fake_image.bin"  # the original system's names
 LABEL_FILE = "label.bin"
 IMAGE_FILE = "image.bin"
+NOISES = ("truncated-normal", "uniform")  # the training distribution; pic2bin's
 
 
 def make_inputs(
@@ -29,20 +32,27 @@ def make_inputs(
     z_dim: int = 100,
     dataset: str | None = None,
     data_dir: str | None = None,
+    noise: str = "truncated-normal",
 ) -> list[Path]:
     """Write generator inputs (noise, labels) or, with `dataset`, encoder inputs (images, and
-    their labels beside them) into `out`; return the paths in the model's input order."""
+    their labels beside them) into `out`; return the paths in the model's input order.
+    `noise`: "truncated-normal" (training's) or "uniform" ([0, 1), the original pic2bin's)."""
     if batch < 1:
         raise BigBiGANError(f"--batch {batch}: expected a positive batch size")
     if num_classes < 1:
         raise BigBiGANError(f"--num-classes {num_classes}: expected at least 1")
+    if noise not in NOISES:
+        raise BigBiGANError(f"--noise {noise}: expected one of {', '.join(NOISES)}")
     out = ensure_dir(out)
     rng = np.random.default_rng(seed)
     if dataset is not None:
         return _real_images(out, rng, batch, dataset, data_dir)
-    noise = truncated_normal(rng, (batch, z_dim))
+    if noise == "uniform":
+        z = rng.random((batch, z_dim), dtype=np.float32)
+    else:
+        z = truncated_normal(rng, (batch, z_dim))
     labels = rng.integers(0, num_classes, batch).astype(np.int32)
-    save_bin(out / NOISE_FILE, noise)
+    save_bin(out / NOISE_FILE, z)
     save_bin(out / LABEL_FILE, labels)
     return [out / NOISE_FILE, out / LABEL_FILE]
 

@@ -22,7 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec, load_bin, load_npy
+from bigbigan.binio import (
+    TensorSpec,
+    format_shape,
+    load_bin,
+    load_npy,
+    read_sidecar,
+    sidecar_path,
+)
 from bigbigan.compare.statistics import (
     STATISTICS,
     check_tolerance,
@@ -202,17 +209,116 @@ class FileSummary:
 # ---- the stages ----
 
 
-def load_outputs(paths: Sequence[str | Path]) -> list[np.ndarray]:
-    """Read the reference (a `.npy`, or a `.bin` with its sidecar) and the others; a `.bin`
-    without a sidecar, as msame writes them, is read with the reference's dtype and per-image
-    shape."""
+ORIGINAL_LABELS = {"gpu_out": "GPU", "pb_out": "pb"}  # getAcc's names for the original's files
+ORIGINAL_BATCH = 256  # what the original's files hold, when nothing else says
+IMAGE_SIDE = 32  # the offline interface's NHWC images (DESIGN.md)
+ORIGINAL_GRID = "compare_grid.png"  # drawn unasked for the original's files, as getAcc does
+
+
+def load_outputs(
+    paths: Sequence[str | Path],
+    *,
+    shape: Sequence[int] | None = None,
+    model: str | Path | None = None,
+    notes: list[str] | None = None,
+) -> list[np.ndarray]:
+    """Read the files to compare: a `.npy`, or a `.bin` with its sidecar, or a raw `.bin`
+    without one (as msame, getAcc's GPU run and pb_validate write them).
+
+    A raw `.bin` is read as the first of: `shape` (`--shape`, the whole shape of every raw
+    file), the dtype and per-sample shape of a file in the list that has them (a sidecar or a
+    `.npy`), a `.bin.json` of the same size in these files' folders (elsewhere in the run), the
+    output of `model` (`--model`), else float32 NHWC 32x32 images (what the original writes)
+    with C and the batch from the size. Every such assumption is appended to `notes`.
+    """
     if not paths:
         raise BigBiGANError("nothing to compare: no files given")
-    reference = _load(paths[0], None, None)
+    paths = [Path(p) for p in paths]
+    notes = notes if notes is not None else []
+    raw = [p for p in paths if p.suffix.lower() != ".npy" and not sidecar_path(p).exists()]
+    known = [p for p in paths if p not in raw]
+    arrays: dict[Path, np.ndarray] = {p: _load(p, None, None) for p in known[:1]}
+    if shape is not None:
+        spec, batch = TensorSpec("images", "float32", (None, *shape[1:])), shape[0]
+        if any(d < 1 for d in shape):
+            raise BigBiGANError(f"--shape {format_shape(tuple(shape))}: expected positive dims")
+        notes += [
+            f"{p}: no sidecar, read as float32 {format_shape(tuple(shape))} (--shape)" for p in raw
+        ]
+    elif known:
+        first = arrays[known[0]]
+        spec = TensorSpec("images", first.dtype.name, (None, *first.shape[1:]))
+        batch = first.shape[0] if first.ndim else None
+        notes += [
+            f"{p}: no sidecar, read as {first.dtype.name} like {known[0]} "
+            f"({format_shape(spec.shape)})"
+            for p in raw
+        ]
+    else:
+        spec, batch = _raw_spec(raw, model, notes)
+    reference = arrays.get(paths[0])
+    if reference is None:
+        reference = _load(paths[0], spec, batch)
     spec = TensorSpec("images", reference.dtype.name, (None, *reference.shape[1:]))
     batch = reference.shape[0] if reference.ndim else None
-    others = [_load(p, spec, batch) for p in paths[1:]]
-    return [reference, *others]
+    return [reference, *(_load(p, spec, batch) for p in paths[1:])]
+
+
+def _raw_spec(
+    raw: Sequence[Path], model: str | Path | None, notes: list[str]
+) -> tuple[TensorSpec, int | None]:
+    """What raw files hold when no file in the list says: see load_outputs."""
+    sizes = {p.stat().st_size if p.is_file() else -1 for p in raw}
+    for path in raw:
+        if not path.is_file():
+            raise BigBiGANError(f"{path}: no such file")
+    size = sizes.pop() if len(sizes) == 1 else None
+    names = ", ".join(str(p) for p in raw)
+    if size is not None:
+        for folder in dict.fromkeys(p.resolve().parent for p in raw):
+            for sidecar in sorted(folder.glob("*.bin.json")):
+                try:
+                    dtype, shape = read_sidecar(sidecar)
+                except BigBiGANError:
+                    continue
+                if dtype.itemsize * math.prod(shape) == size and len(shape) > 1:
+                    notes.append(
+                        f"{names}: no sidecar, read as {dtype.name} "
+                        f"{format_shape(shape)} like {sidecar.name} (same size)"
+                    )
+                    return TensorSpec("images", dtype.name, (None, *shape[1:])), shape[0]
+    if model is not None:
+        from bigbigan.runtimes import open_runner
+
+        with open_runner(model) as runner:
+            out = runner.outputs[0]
+        notes.append(
+            f"{names}: no sidecar, read as {out.dtype} {format_shape(out.shape)} "
+            f"(the output of --model {model})"
+        )
+        return out, None
+    count = (size or 0) // 4
+    pixels = IMAGE_SIDE * IMAGE_SIDE
+    channels = [c for c in (1, 3) if count and count % (pixels * c) == 0]
+    if size is None or size % 4 or not channels:
+        example = '{"dtype": "float32", "shape": [256, 32, 32, 1]}'
+        found = "files of different sizes" if size is None else f"{size} bytes"
+        raise BigBiGANError(
+            f"{names}: no sidecar to give dtype and shape, and {found} is not float32 NHWC "
+            f"{IMAGE_SIDE}x{IMAGE_SIDE} images (N*{IMAGE_SIDE}*{IMAGE_SIDE}*C*4 bytes, C 1 or "
+            f"3); pass --shape N,H,W,C or --model, or write a sidecar (e.g. {example})"
+        )
+    # C=1 and C=3 can both fit (768 one-channel or 256 three-channel images): the original's
+    # batch decides, else one channel
+    c = next((c for c in channels if count // (pixels * c) == ORIGINAL_BATCH), channels[0])
+    shape = (count // (pixels * c), IMAGE_SIDE, IMAGE_SIDE, c)
+    other = [x for x in channels if x != c]
+    notes.append(
+        f"{names}: no sidecar, assumed float32 NHWC images {format_shape(shape)} from the "
+        f"size ({size} bytes = N*{IMAGE_SIDE}*{IMAGE_SIDE}*C*4)"
+        + (f"; C={other[0]} would fit too (pass --shape to choose)" if other else "")
+    )
+    return TensorSpec("images", "float32", (None, *shape[1:])), shape[0]
 
 
 def _load(path: str | Path, spec: TensorSpec | None, batch: int | None) -> np.ndarray:
@@ -228,7 +334,27 @@ def _load(path: str | Path, spec: TensorSpec | None, batch: int | None) -> np.nd
 
 
 def default_names(paths: Sequence[str | Path]) -> list[str]:
-    return [Path(p).stem for p in paths]
+    """File stems, except the original's (getAcc's) files: gpu_out -> GPU, pb_out -> pb, and
+    msame's output in om_out/ -> om."""
+    names = []
+    for p in map(Path, paths):
+        if p.stem in ORIGINAL_LABELS:
+            names.append(ORIGINAL_LABELS[p.stem])
+        elif p.parent.name == "om_out" and "_output_" in p.stem:
+            names.append("om")
+        else:
+            names.append(p.stem)
+    return names if len(set(names)) == len(names) else [Path(p).stem for p in paths]
+
+
+def getacc_lines(arrays: Sequence[np.ndarray], names: Sequence[str]) -> list[str]:
+    """The original getAcc's figure, the mean pixel difference mean(|a - b|), for every pair."""
+    lines = []
+    for i, a in enumerate(arrays):
+        for b, name in zip(arrays[i + 1 :], names[i + 1 :], strict=True):
+            diff = float(np.mean(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+            lines.append(f"getAcc mean pixel difference {names[i]} vs {name}: {diff:.6g}")
+    return lines
 
 
 def summarize_files(

@@ -32,6 +32,7 @@ import numpy as np
 from bigbigan.binio import TensorSpec
 from bigbigan.compare.statistics import streamed_compare
 from bigbigan.errors import BigBiGANError
+from bigbigan.importers import resolve_model
 from bigbigan.infer import peak_rss_mb, resolve_inputs
 
 NAME_SCOPES = "pkg.torch.onnx.name_scopes"  # node metadata written by torch.onnx (dynamo=True)
@@ -397,7 +398,7 @@ def layerwise(
     from bigbigan.training.checkpoint import load_model
 
     started = time.perf_counter()
-    model_path = Path(model_path)
+    model_path = resolve_model(model_path)  # a TensorFlow .pb: its cached ONNX import
     if model_path.suffix.lower() != ".onnx":
         raise BigBiGANError(
             f"{model_path}: --layerwise needs an .onnx model (an ORT-format or compiled file "

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bigbigan.errors import BigBiGANError
+from bigbigan.importers import is_frozen_graph, resolve_model
 from bigbigan.runtimes.aoti import AOTIRunner
 from bigbigan.runtimes.base import Runner, check_feed
 from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
@@ -47,6 +48,7 @@ def known_types() -> str:
     kinds += [
         f"{'/'.join(cls.suffixes)} ({name})" for name, cls in RUNNERS.items() if name != "torch"
     ]
+    kinds.append(".pb (a frozen TensorFlow graph, imported to ONNX once)")
     return ", ".join(kinds)
 
 
@@ -57,6 +59,8 @@ def backend_for(path: str | Path) -> str:
         raise BigBiGANError(f"{path}: no such file or directory")
     if path.is_dir() or path.name == CONFIG_FILE:
         return TorchRunner.name
+    if is_frozen_graph(path):
+        return OnnxRuntimeRunner.name  # run as its cached ONNX import
     suffix = path.suffix.lower()
     for name, cls in RUNNERS.items():
         if name != TorchRunner.name and suffix in cls.suffixes:
@@ -79,7 +83,8 @@ def open_runner(
     """A runner for `path`, not yet loaded (use it in a `with` block, or call `load()`).
 
     The backend is `backend` (`--backend`) or else chosen by file type. The file is checked to
-    be what its extension says before returning; `options` are backend keyword options (e.g.
+    be what its extension says before returning (a `.pb` is first imported to ONNX, once,
+    see bigbigan.importers); `options` are backend keyword options (e.g.
     `encoder=True` for torch, `optimization_level="basic"` for onnxruntime). `streams` > 1
     splits each batch across that many copies of the model, `threads` each (StreamedRunner);
     `micro_batch` > 0 runs larger batches (each copy's share, with streams) in slices of it.
@@ -107,6 +112,7 @@ def open_runner(
         )
     if not path.exists():
         raise BigBiGANError(f"{path}: no such file or directory")
+    path = resolve_model(path)
     cls.check_file(path)
 
     def make(threads: int | None) -> Runner:
