@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bigbigan.compare.files import compare_arrays, load_outputs, save_side_by_side
+from bigbigan.compare.files import (
+    compare_arrays,
+    default_names,
+    load_outputs,
+    save_side_by_side,
+)
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, write_text
 from bigbigan.infer import InferResult, infer
@@ -71,7 +76,6 @@ def pipeline(
     echo: bool = True,
 ) -> dict[str, Any]:
     """Run every stage for `checkpoint` into `out`; return the report (also written)."""
-    from bigbigan.compile import compile_model
     from bigbigan.export import export_onnx
     from bigbigan.inputs import make_inputs
     from bigbigan.training import checkpoint as ckpt_io
@@ -110,23 +114,17 @@ def pipeline(
         lambda: export_onnx(ckpt.directory, onnx_path, tolerance=tolerance),
     )
     notes: dict[str, str] = {}
-    for target in targets:
-        if target == "onnx":
-            stages.append(progress.run("infer onnx", lambda: run("onnx", onnx_path)))
-            continue
-        artifact = out / ARTIFACTS[target]
-        report = progress.run(
-            f"compile {target}",
-            lambda t=target, a=artifact: compile_model(
-                onnx_path, target=t, out=a, device=device, batch=batch, tolerance=tolerance
-            ),
-        )
-        if target == "ascend":
-            notes["ascend"] = (
-                f"{report.command}  ({report.note})" if report.note else report.command
-            )
-            continue
-        stages.append(progress.run(f"infer {target}", lambda t=target, a=artifact: run(t, a)))
+    stages += compile_and_run(
+        onnx_path,
+        targets,
+        out,
+        progress,
+        run,
+        notes,
+        device=device,
+        batch=batch,
+        tolerance=tolerance,
+    )
 
     arrays = progress.run("compare", lambda: load_outputs([s.result.outputs[0] for s in stages]))
     names = [s.name for s in stages]
@@ -144,6 +142,220 @@ def pipeline(
             f"--tolerance {tolerance} (mean abs); see {out / 'report.md'}"
         )
     return report
+
+
+PB_REFERENCE = "pb_out.bin"  # the original's frozen-graph output, looked for beside --reference
+
+
+def pipeline_model(
+    model: str | Path,
+    out: str | Path,
+    *,
+    inputs: str | Path,
+    reference: str | Path,
+    targets: Sequence[str] = DEFAULT_TARGETS,
+    loop: int = 5,
+    device: str = "cpu",
+    tolerance: float = 1e-4,
+    echo: bool = True,
+) -> dict[str, Any]:
+    """The chain for a model the user brings (the original's `bigbigan.pb`, or an ONNX) and
+    their own files: import (a `.pb`) -> compile -> infer on `inputs` (a folder with
+    fake_image.bin and label.bin, or a.bin,b.bin), every stage compared with `reference`
+    (their gpu_out.bin) and with pb_out.bin beside it when present. aoti needs a PyTorch
+    checkpoint: taken from the model's sidecar, else the target is skipped with the reason."""
+    from bigbigan.export import read_sidecar
+    from bigbigan.importers import is_frozen_graph
+
+    model, reference = Path(model), Path(reference)
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown:
+        raise BigBiGANError(f"--targets {','.join(unknown)}: expected some of {', '.join(TARGETS)}")
+    if loop < 1:
+        raise BigBiGANError(f"--loop {loop}: expected a positive number of runs")
+    for flag, path in (("--model", model), ("--reference", reference)):
+        if not path.exists():
+            raise BigBiGANError(f"{flag} {path}: no such file")
+    references = [reference] + [
+        p for p in [reference.with_name(PB_REFERENCE)] if p.is_file() and p != reference
+    ]
+    out = ensure_dir(out)
+    progress = Progress(0, echo)  # the total is known once the model's sidecar is
+    onnx_path = model
+    if is_frozen_graph(model):
+        from bigbigan.importers.tensorflow import import_pb
+
+        onnx_path = out / "G.onnx"
+        imported = progress.run(
+            "import (tf2onnx, validated against TensorFlow)",
+            lambda: import_pb(model, onnx_path, tolerance=tolerance),
+        )
+        if echo:
+            print(f"  {imported.one_line()}")
+    items = [str(inputs)] if Path(inputs).exists() else str(inputs).split(",")
+
+    def run(name: str, path: Path) -> Stage:
+        result = infer(path, items, out / name, loop=loop, device=device)
+        return Stage(name, path, result)
+
+    meta = read_sidecar(onnx_path) or {}
+    skip = {}
+    if "aoti" in targets and not meta.get("checkpoint"):
+        skip["aoti"] = (
+            f"{onnx_path.name} names no PyTorch checkpoint to compile (recover one from a .pb "
+            "of the reference architecture: bigbigan import --checkpoint-out DIR)"
+        )
+    compiled = [t for t in targets if t != "onnx" and t not in skip]
+    progress.total = progress.index + 2 + 2 * len(compiled) - ("ascend" in compiled)
+    notes: dict[str, str] = {}
+    first = progress.run("infer onnx (the model as given)", lambda: run("onnx", onnx_path))
+    stages = [first] + compile_and_run(
+        onnx_path,
+        [t for t in targets if t != "onnx"],
+        out,
+        progress,
+        run,
+        notes,
+        device=device,
+        batch=first.result.batch,
+        tolerance=tolerance,
+        skip=skip,
+    )
+    outputs = [s.result.outputs[0] for s in stages]
+    assumed: list[str] = []
+    arrays = progress.run("compare", lambda: load_outputs([*references, *outputs], notes=assumed))
+    found = arrays[len(references) :]
+    ref_names = default_names(references)
+    names = [*ref_names, *(s.name for s in stages)]
+    by_reference = {
+        name: compare_arrays(
+            [ref, *found], [name, *names[len(references) :]], [path, *outputs], tolerance=tolerance
+        )
+        for name, ref, path in zip(ref_names, arrays, references, strict=False)
+    }
+    save_side_by_side(arrays, names, out / GRID_FILE)
+    rows = []
+    for stage in stages:
+        row = {
+            "name": stage.name,
+            "model": str(stage.model),
+            "output": str(stage.result.outputs[0]),
+        }
+        for ref, pairs in by_reference.items():
+            pair = next(p for p in pairs if p.name == stage.name)
+            row[f"vs_{ref}"] = {k: pair.stats[k] for k in ("mean_abs_diff", "max_abs_diff")}
+            row[f"vs_{ref}"]["passed"] = pair.passed
+        row |= {
+            "images_per_s": round(stage.result.images_per_s, 2),
+            "mean_ms": round(stage.result.mean_ms_without_first, 3),
+            "load_s": round(stage.result.load_seconds, 3),
+        }
+        rows.append(row)
+    report = {
+        "settings": {
+            "model": str(model),
+            "inputs": str(inputs),
+            "batch": first.result.batch,
+            "loop": loop,
+            "device": device,
+            "tolerance": tolerance,
+        },
+        "references": {n: str(p) for n, p in zip(ref_names, references, strict=True)},
+        "assumed": assumed,
+        "stages": rows,
+        "notes": notes,
+        "grid": GRID_FILE,
+    }
+    write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    write_text(out / "report.md", format_model_markdown(report))
+    failed = sorted(
+        {
+            row["name"]
+            for row in rows
+            for k, v in row.items()
+            if k.startswith("vs_") and v["passed"] is False
+        }
+    )
+    if failed:
+        raise BigBiGANError(
+            f"stages {', '.join(failed)} differ from {reference} by more than --tolerance "
+            f"{tolerance} (mean abs); see {out / 'report.md'}"
+        )
+    return report
+
+
+def format_model_markdown(report: dict[str, Any]) -> str:
+    s = report["settings"]
+    refs = list(report["references"])
+    lines = [
+        "# bigbigan pipeline report",
+        "",
+        f"Model `{s['model']}`, inputs `{s['inputs']}`, batch {s['batch']}, {s['loop']} timed "
+        f"loops (first excluded from the mean), device {s['device']}. Differences are mean / max "
+        "abs against the user's reference files: "
+        + ", ".join(f"{n} = `{p}`" for n, p in report["references"].items())
+        + ".",
+        "",
+        "| stage | model | "
+        + " | ".join(f"vs {r} (mean / max)" for r in refs)
+        + " | images/s | ms / batch |",
+        "|---|---|" + "---:|" * (len(refs) + 2),
+    ]
+    for r in report["stages"]:
+        diffs = " | ".join(
+            f"{r['vs_' + ref]['mean_abs_diff']:.3g} / {r['vs_' + ref]['max_abs_diff']:.3g}"
+            for ref in refs
+        )
+        lines.append(
+            f"| {r['name']} | `{Path(r['model']).name}` | {diffs} | {r['images_per_s']:.1f} | "
+            f"{r['mean_ms']:.2f} |"
+        )
+    lines += ["", *(f"assumed: {a}" for a in report["assumed"])]
+    for target, note in report["notes"].items():
+        lines += ["", f"**{target}**: `{note}`"]
+    lines += ["", f"![first 8 images of every file]({report['grid']})", ""]
+    return "\n".join(lines)
+
+
+def compile_and_run(
+    onnx_path: Path,
+    targets: Sequence[str],
+    out: Path,
+    progress: Progress,
+    run: Callable[[str, Path], Stage],
+    notes: dict[str, str],
+    *,
+    device: str,
+    batch: int,
+    tolerance: float,
+    skip: dict[str, str] | None = None,
+) -> list[Stage]:
+    """Per target: the ONNX itself ("onnx"), or compile it and run the artifact; ascend only
+    prints its atc line (into `notes`), and `skip` names targets left out, with why."""
+    from bigbigan.compile import compile_model
+
+    stages = []
+    for target in targets:
+        if skip and target in skip:
+            notes[target] = f"skipped: {skip[target]}"
+            continue
+        if target == "onnx":
+            stages.append(progress.run("infer onnx", lambda: run("onnx", onnx_path)))
+            continue
+        artifact = out / ARTIFACTS[target]
+        report = progress.run(
+            f"compile {target}",
+            lambda t=target, a=artifact: compile_model(
+                onnx_path, target=t, out=a, device=device, batch=batch, tolerance=tolerance
+            ),
+        )
+        if target == "ascend":
+            notes["ascend"] = (
+                f"{report.command}  ({report.note})" if report.note else report.command
+            )
+            continue
+        stages.append(progress.run(f"infer {target}", lambda t=target, a=artifact: run(t, a)))
+    return stages
 
 
 def build_report(

@@ -5,12 +5,15 @@ batch in constants: the placeholders' shapes, and reshape targets built from sta
 (the reference attention's `tf.reshape(v, [inputs.shape[0], h, w, -1])` becomes a constant
 `[256, 16, 16, -1]`). Converted as is, such a graph runs at batch 256 only.
 
-`make_batch_dynamic` rewrites a Reshape's shape only when all of this holds:
+`make_batch_dynamic` rewrites the shape input of a Reshape (or of a Conv2DBackpropInput, a
+transposed convolution, whose output size Keras builds from the static batch) only when all of
+this holds:
 - the shape is a constant (a Const, or a subgraph of constants that TensorFlow evaluates), 1-D
   integer, whose element 0 equals the placeholders' batch B;
-- the reshaped tensor depends on a placeholder (it is data, not a weight), and its static leading
-  dim at batch B is B, so the reshape keeps the batch axis where it is.
-Element 0 then becomes "the input's leading dim" (Shape -> Slice -> ConcatV2 with the other
+- the data tensor (the reshaped one; the transposed convolution's input) depends on a
+  placeholder (it is data, not a weight), and its static leading dim at batch B is B, so the op
+  keeps the batch axis where it is.
+Element 0 then becomes "the data tensor's leading dim" (Shape -> Slice -> ConcatV2 with the other
 elements), which is the same graph at batch B. The placeholders' batch is relaxed to unknown,
 and the result is proven by TensorFlow's shape inference at another batch: every output must
 then have that batch (a constant the rule did not prove, e.g. a Tile or Fill with the batch
@@ -34,15 +37,24 @@ class BatchNotDynamic(BigBiGANError):
     """The graph's batch cannot be made dynamic safely; the message says where and why."""
 
 
+# Ops with a shape input whose element 0 is the batch of a data input:
+# op -> (index of the shape input, index of the data input).
+SHAPE_INPUTS = {
+    "Reshape": (1, 0),  # tensor, shape
+    "Conv2DBackpropInput": (0, 2),  # input_sizes, filter, out_backprop (a transposed conv)
+}
+
+
 @dataclass(frozen=True)
 class BatchRewrite:
-    """One Reshape whose baked batch became "the input's leading dim"."""
+    """One op whose baked batch became "the data input's leading dim"."""
 
-    node: str  # the Reshape node
+    node: str
+    op: str  # a key of SHAPE_INPUTS
     shape: tuple[int, ...]  # its constant shape before the rewrite
 
     def to_json(self) -> dict[str, Any]:
-        return {"node": self.node, "op": "Reshape", "shape_before": list(self.shape)}
+        return {"node": self.node, "op": self.op, "shape_before": list(self.shape)}
 
 
 @dataclass
@@ -142,26 +154,27 @@ def make_batch_dynamic(tf: Any, graph_def: Any, outputs: list[str]) -> DynamicGr
     dependent = _data_dependent(graph_def)
     candidates = []
     for node in graph_def.node:
-        if node.op != "Reshape" or len(node.input) < 2:
+        if node.op not in SHAPE_INPUTS:
             continue
-        data, shape = tensor_name(node.input[0]), tensor_name(node.input[1])
+        shape_index, data_index = SHAPE_INPUTS[node.op]
+        data, shape = tensor_name(node.input[data_index]), tensor_name(node.input[shape_index])
         if node_of(shape) in dependent or node_of(data) not in dependent:
             continue  # a shape computed from the inputs, or a reshaped weight
         dims = graph.get_tensor_by_name(data).shape
         if dims.rank is None or dims.rank == 0 or dims[0] != batch:
             continue
-        candidates.append((node.name, shape))
-    values = _evaluate(tf, graph, [shape for _, shape in candidates])
+        candidates.append((node.name, shape_index, data, shape))
+    values = _evaluate(tf, graph, [shape for *_, shape in candidates])
     rewritten = type(graph_def)()
     rewritten.CopyFrom(graph_def)
     by_name = {n.name: n for n in rewritten.node}
     rewrites = []
-    for (name, _), value in zip(candidates, values, strict=True):
+    for (name, shape_index, data, _), value in zip(candidates, values, strict=True):
         if value.ndim != 1 or value.dtype.kind != "i" or not value.size or value[0] != batch:
             continue
-        reshape = by_name[name]
-        reshape.input[1] = _leading_dim_shape(tf, rewritten, graph, reshape, value)
-        rewrites.append(BatchRewrite(name, tuple(int(v) for v in value)))
+        node = by_name[name]
+        node.input[shape_index] = _leading_dim_shape(tf, rewritten, graph, name, data, value)
+        rewrites.append(BatchRewrite(name, node.op, tuple(int(v) for v in value)))
     rewritten = tf.compat.v1.graph_util.extract_sub_graph(
         with_batch(rewritten, None), [node_of(o) for o in outputs]
     )
@@ -178,10 +191,11 @@ def _evaluate(tf: Any, graph: Any, tensors: list[str]) -> list[np.ndarray]:
         return [np.asarray(v) for v in session.run(tensors)]
 
 
-def _leading_dim_shape(tf: Any, graph_def: Any, graph: Any, reshape: Any, value: np.ndarray) -> str:
+def _leading_dim_shape(
+    tf: Any, graph_def: Any, graph: Any, name: str, data: str, value: np.ndarray
+) -> str:
     """Add `concat(shape(data)[0:1], value[1:])` to `graph_def`; return its tensor name."""
-    prefix = f"{reshape.name}/dynamic_batch"
-    data = tensor_name(reshape.input[0])
+    prefix = f"{name}/dynamic_batch"
     index = tf.as_dtype(value.dtype).as_datatype_enum
     int32 = tf.int32.as_datatype_enum
 

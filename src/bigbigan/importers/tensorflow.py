@@ -221,6 +221,36 @@ def convert(
     return model
 
 
+def exact_nearest_resizes(model: Any) -> int:
+    """Rewrite tf2onnx's nearest Resize with integer scales from the deprecated
+    `tf_half_pixel_for_nn` (ONNX Runtime warns on every load) to `asymmetric`: with
+    `nearest_mode` floor and an integer scale s, floor((x + 0.5) / s) = floor(x / s) for every
+    integer x, so each output pixel reads the same input pixel. Returns how many were rewritten."""
+    from onnx import numpy_helper
+
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    count = 0
+    for node in model.graph.node:
+        attrs = {a.name: a for a in node.attribute}
+        scales = constants.get(node.input[2]) if len(node.input) > 2 else None
+        if (
+            node.op_type != "Resize"
+            or attrs.get("mode") is None
+            or attrs["mode"].s != b"nearest"
+            or "nearest_mode" not in attrs
+            or attrs["nearest_mode"].s != b"floor"
+            or "coordinate_transformation_mode" not in attrs
+            or attrs["coordinate_transformation_mode"].s != b"tf_half_pixel_for_nn"
+            or scales is None
+            or not scales.size
+            or not np.all((scales >= 1) & (scales == np.round(scales)))
+        ):
+            continue
+        attrs["coordinate_transformation_mode"].s = b"asymmetric"
+        count += 1
+    return count
+
+
 def run_graph(tf: Any, graph_def: Any, interface: Interface, feed: dict[str, np.ndarray]) -> Any:
     """The frozen graph's output in TensorFlow on an ONNX-named feed."""
     from bigbigan.importers.graph_rewrite import import_graph
@@ -316,13 +346,16 @@ def import_pb(
         else:
             try:
                 graph = make_batch_dynamic(tf, graph_def, [interface.output[0]])
-                onnx.save(convert(tf2onnx, graph.graph_def, interface, opset, True), tmp)
+                converted = convert(tf2onnx, graph.graph_def, interface, opset, True)
+                resizes = exact_nearest_resizes(converted)
+                onnx.save(converted, tmp)
                 batches = [baked] + [b for b in VALIDATE_BATCHES if b < baked]
                 validation = validate(tmp, reference, feed, batches, interface.output[1])
                 dynamic, rewrites = True, [r.to_json() for r in graph.rewrites]
                 note = (
-                    f"{len(rewrites)} Reshape shape constant(s) baking batch {baked} now copy "
-                    f"the input's batch; proven by shape inference at batch {graph.probe_batch}"
+                    f"{len(rewrites)} shape constant(s) baking batch {baked} now copy their "
+                    f"data input's batch ({', '.join(sorted({r['op'] for r in rewrites}))}); "
+                    f"proven by shape inference at batch {graph.probe_batch}"
                 )
             except BatchNotDynamic as e:
                 if batch_mode == "dynamic":
@@ -332,7 +365,9 @@ def import_pb(
                     ) from None
                 note = f"kept at {baked}: {e}"
         if not dynamic:
-            onnx.save(convert(tf2onnx, graph_def, interface, opset, baked is None), tmp)
+            converted = convert(tf2onnx, graph_def, interface, opset, baked is None)
+            resizes = exact_nearest_resizes(converted)
+            onnx.save(converted, tmp)
             batches = [baked or DEFAULT_BATCH] + ([1] if baked is None else [])
             try:
                 validation = validate(tmp, reference, feed, batches, interface.output[1])
@@ -382,6 +417,9 @@ def import_pb(
                 "tolerance": tolerance,
             },
             "converter": "tf2onnx.convert.from_graph_def",
+            "onnx_rewrites": {
+                "nearest Resize tf_half_pixel_for_nn -> asymmetric (integer scales: exact)": resizes
+            },
             "versions": {
                 "tensorflow": tf.__version__,
                 "tf2onnx": tf2onnx.__version__,
