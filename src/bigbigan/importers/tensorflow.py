@@ -59,6 +59,7 @@ class ImportReport:
     inputs: list[TensorSpec] = field(default_factory=list)
     outputs: list[TensorSpec] = field(default_factory=list)
     seconds: float = 0.0
+    checkpoint: Any = None  # a checkpoint_recovery.RecoveryReport, with checkpoint_out
 
     @property
     def max_abs_diff(self) -> float:
@@ -299,13 +300,16 @@ def import_pb(
     opset: int | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
+    checkpoint_out: str | Path | None = None,
 ) -> ImportReport:
     """Import the frozen graph `pb` into `out` (.onnx) with its sidecar; see the module doc.
 
     `batch_mode`: "auto" makes a baked batch dynamic where provable and else keeps it (saying
     why), "dynamic" refuses when it cannot, "static" keeps it. `opset`: tf2onnx's default when
     None. Validation inputs are seeded (`seed`); a max abs difference above `tolerance`
-    writes nothing.
+    writes nothing. `checkpoint_out`: also recover a project checkpoint of G there
+    (bigbigan.importers.checkpoint_recovery), verified against the graph; the ONNX's sidecar
+    then names it, so `compile --target aoti` and `compare --layerwise` work on the import.
     """
     import onnx
 
@@ -387,13 +391,25 @@ def import_pb(
         from bigbigan.export import onnx_specs
 
         inputs, outputs = onnx_specs(model)
+        source = {"path": str(pb.resolve()), "sha256": sha256_file(pb), "bytes": pb.stat().st_size}
+        recovered = None
+        if checkpoint_out is not None:
+            from bigbigan.importers.checkpoint_recovery import recover_checkpoint
+
+            recovered = recover_checkpoint(
+                tf,
+                graph_def,
+                checkpoint_out,
+                feed=feed,
+                reference=reference,
+                tolerance=tolerance,
+                source=source,
+            )
         meta = {
             "format": IMPORT_FORMAT,
             "role": "generator" if interface.output[1] == "images" else "model",
             "source": {
-                "path": str(pb.resolve()),
-                "sha256": sha256_file(pb),
-                "bytes": pb.stat().st_size,
+                **source,
                 "inputs": {name: t for t, name, _ in interface.inputs},
                 "output": {interface.output[1]: interface.output[0]},
             },
@@ -416,6 +432,18 @@ def import_pb(
                 "max_abs_diff": worst,
                 "tolerance": tolerance,
             },
+            **(
+                {
+                    "checkpoint": str(recovered.directory.resolve()),
+                    "checkpoint_recovery": {
+                        "max_abs_diff": recovered.max_abs_diff,
+                        "mean_abs_diff": recovered.mean_abs_diff,
+                        "reference": "the frozen graph in TensorFlow, same inputs",
+                    },
+                }
+                if recovered
+                else {}
+            ),
             "converter": "tf2onnx.convert.from_graph_def",
             "onnx_rewrites": {
                 "nearest Resize tf_half_pixel_for_nn -> asymmetric (integer scales: exact)": resizes
@@ -438,6 +466,7 @@ def import_pb(
         inputs=inputs,
         outputs=outputs,
         seconds=time.perf_counter() - started,
+        checkpoint=recovered,
     )
 
 
