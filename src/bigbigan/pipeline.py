@@ -163,7 +163,8 @@ def pipeline_model(
     their own files: import (a `.pb`) -> compile -> infer on `inputs` (a folder with
     fake_image.bin and label.bin, or a.bin,b.bin), every stage compared with `reference`
     (their gpu_out.bin) and with pb_out.bin beside it when present. aoti needs a PyTorch
-    checkpoint: taken from the model's sidecar, else the target is skipped with the reason."""
+    checkpoint: recovered from a `.pb` of the reference generator, or named by an ONNX's
+    sidecar; else the target is skipped with the reason."""
     from bigbigan.export import read_sidecar
     from bigbigan.importers import is_frozen_graph
 
@@ -188,7 +189,13 @@ def pipeline_model(
         onnx_path = out / "G.onnx"
         imported = progress.run(
             "import (tf2onnx, validated against TensorFlow)",
-            lambda: import_pb(model, onnx_path, tolerance=tolerance),
+            lambda: import_pb(
+                model,
+                onnx_path,
+                tolerance=tolerance,
+                checkpoint_out=out / "checkpoint" if "aoti" in targets else None,
+                checkpoint_optional=True,
+            ),
         )
         if echo:
             print(f"  {imported.one_line()}")
@@ -201,10 +208,8 @@ def pipeline_model(
     meta = read_sidecar(onnx_path) or {}
     skip = {}
     if "aoti" in targets and not meta.get("checkpoint"):
-        skip["aoti"] = (
-            f"{onnx_path.name} names no PyTorch checkpoint to compile (recover one from a .pb "
-            "of the reference architecture: bigbigan import --checkpoint-out DIR)"
-        )
+        why = meta.get("checkpoint_recovery") or "a .pb of the reference generator recovers one"
+        skip["aoti"] = f"{onnx_path.name} names no PyTorch checkpoint to compile ({why})"
     compiled = [t for t in targets if t != "onnx" and t not in skip]
     progress.total = progress.index + 2 + 2 * len(compiled) - ("ascend" in compiled)
     notes: dict[str, str] = {}

@@ -5,8 +5,11 @@ model everywhere a model is accepted, through an ONNX import made once and cache
 
 The cache is keyed by the `.pb`'s sha256: `bigbigan.<sha256[:12]>.onnx` beside the `.pb` (or,
 where that folder is not writable, in `$XDG_CACHE_HOME/bigbigan/imports/`), with the import
-sidecar recording the digest; a changed `.pb` gets a new import. Importing this module is cheap:
-TensorFlow and tf2onnx load only when an import actually runs (bigbigan.importers.tensorflow).
+sidecar recording the digest; a changed `.pb` gets a new import. When the graph is the reference
+generator, a recovered PyTorch checkpoint `bigbigan.<sha256[:12]>.checkpoint/` goes beside it
+and the sidecar names it (aoti, layerwise, bench and evaluate need one: `resolve_checkpoint`).
+Importing this module is cheap: TensorFlow and tf2onnx load only when an import actually runs
+(bigbigan.importers.tensorflow).
 See docs/import.md.
 """
 
@@ -71,7 +74,26 @@ def resolve_model(path: str | Path, *, echo: bool = True) -> Path:
 
     if echo:
         print(f"bigbigan: importing {path} into {onnx_path} (once; cached)", file=sys.stderr)
-    report = import_pb(path, onnx_path)
+    report = import_pb(
+        path,
+        onnx_path,
+        checkpoint_out=onnx_path.with_suffix(".checkpoint"),
+        checkpoint_optional=True,
+    )
     if echo:
         print(f"bigbigan: {report.one_line()}", file=sys.stderr)
     return onnx_path
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """`path` itself, or for a `.pb` the checkpoint recovered with its cached import (an error
+    saying why when the graph is not the reference generator)."""
+    path = Path(path)
+    if not is_frozen_graph(path):
+        return path
+    onnx_path = resolve_model(path)
+    meta = read_json_document(onnx_path.with_name(onnx_path.name + ".json"), IMPORT_FORMAT)
+    if not meta.get("checkpoint"):
+        reason = meta.get("checkpoint_recovery") or "no checkpoint recorded"
+        raise BigBiGANError(f"{path}: needs a PyTorch checkpoint of its generator: {reason}")
+    return Path(meta["checkpoint"])

@@ -301,6 +301,7 @@ def import_pb(
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
     checkpoint_out: str | Path | None = None,
+    checkpoint_optional: bool = False,
 ) -> ImportReport:
     """Import the frozen graph `pb` into `out` (.onnx) with its sidecar; see the module doc.
 
@@ -310,6 +311,8 @@ def import_pb(
     writes nothing. `checkpoint_out`: also recover a project checkpoint of G there
     (bigbigan.importers.checkpoint_recovery), verified against the graph; the ONNX's sidecar
     then names it, so `compile --target aoti` and `compare --layerwise` work on the import.
+    `checkpoint_optional`: a graph that is not the reference generator is imported without a
+    checkpoint (the sidecar says why) instead of refused.
     """
     import onnx
 
@@ -392,19 +395,28 @@ def import_pb(
 
         inputs, outputs = onnx_specs(model)
         source = {"path": str(pb.resolve()), "sha256": sha256_file(pb), "bytes": pb.stat().st_size}
-        recovered = None
+        recovered, no_checkpoint = None, None
         if checkpoint_out is not None:
-            from bigbigan.importers.checkpoint_recovery import recover_checkpoint
+            from bigbigan.importers.checkpoint_recovery import NotReference, recover_checkpoint
 
-            recovered = recover_checkpoint(
-                tf,
-                graph_def,
-                checkpoint_out,
-                feed=feed,
-                reference=reference,
-                tolerance=tolerance,
-                source=source,
-            )
+            try:
+                recovered = recover_checkpoint(
+                    tf,
+                    graph_def,
+                    checkpoint_out,
+                    feed=feed,
+                    reference=reference,
+                    tolerance=tolerance,
+                    source=source,
+                )
+            except NotReference as e:
+                if not checkpoint_optional:
+                    raise BigBiGANError(f"{pb}: no checkpoint recovered: {e}") from None
+                no_checkpoint = f"not recovered: {e}"
+            except Exception as e:  # optional: an unforeseen graph must not stop the import
+                if not checkpoint_optional:
+                    raise
+                no_checkpoint = f"not recovered: {type(e).__name__}: {e}"
         meta = {
             "format": IMPORT_FORMAT,
             "role": "generator" if interface.output[1] == "images" else "model",
@@ -442,6 +454,8 @@ def import_pb(
                     },
                 }
                 if recovered
+                else {"checkpoint_recovery": no_checkpoint}
+                if no_checkpoint
                 else {}
             ),
             "converter": "tf2onnx.convert.from_graph_def",
