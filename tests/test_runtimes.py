@@ -187,11 +187,11 @@ def test_garbage_engine(tmp_path: Path) -> None:
 
 
 def test_unknown_type_lists_known_ones(tmp_path: Path) -> None:
-    path = tmp_path / "G.pb"
+    path = tmp_path / "G.tflite"  # (a .pb is a model: a frozen TensorFlow graph, imported)
     path.write_bytes(b"1234")
     with pytest.raises(BigBiGANError) as info:
         open_runner(path)
-    for known in ("checkpoint.json (torch)", ".onnx/.ort (onnxruntime)", ".pt2 (aoti)"):
+    for known in ("checkpoint.json (torch)", ".onnx/.ort (onnxruntime)", ".pt2 (aoti)", ".pb"):
         assert known in str(info.value)
     assert ".engine/.plan (tensorrt)" in str(info.value)
 

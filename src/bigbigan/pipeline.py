@@ -181,7 +181,9 @@ def pipeline_model(
         p for p in [reference.with_name(PB_REFERENCE)] if p.is_file() and p != reference
     ]
     out = ensure_dir(out)
-    progress = Progress(0, echo)  # the total is known once the model's sidecar is
+    compiled = [t for t in targets if t != "onnx"]
+    steps = is_frozen_graph(model) + 2 + 2 * len(compiled) - ("ascend" in compiled)
+    progress = Progress(steps, echo)  # less any target skipped below
     onnx_path = model
     if is_frozen_graph(model):
         from bigbigan.importers.tensorflow import import_pb
@@ -210,8 +212,7 @@ def pipeline_model(
     if "aoti" in targets and not meta.get("checkpoint"):
         why = meta.get("checkpoint_recovery") or "a .pb of the reference generator recovers one"
         skip["aoti"] = f"{onnx_path.name} names no PyTorch checkpoint to compile ({why})"
-    compiled = [t for t in targets if t != "onnx" and t not in skip]
-    progress.total = progress.index + 2 + 2 * len(compiled) - ("ascend" in compiled)
+    progress.total -= 2 * len(skip)
     notes: dict[str, str] = {}
     first = progress.run("infer onnx (the model as given)", lambda: run("onnx", onnx_path))
     stages = [first] + compile_and_run(
