@@ -176,6 +176,14 @@ def test_pb_is_a_model_for_infer_and_compile(graphs, tmp_path, capsys):
     assert cached[0].stat().st_mtime_ns == mtime
     assert main(["compile", str(pb), "--target", "ort", "--out", str(tmp_path / "G.ort")]) == 0
     assert (tmp_path / "G.ort").is_file()
+    # not the reference generator: no checkpoint, and the tools that need one say why
+    from bigbigan.importers import resolve_checkpoint
+
+    with pytest.raises(BigBiGANError, match="needs a PyTorch checkpoint.*not recovered"):
+        resolve_checkpoint(pb)
+    argv = ["compile", str(pb), "--target", "aoti", "--out", str(tmp_path / "G.pt2")]
+    assert main(argv) == 1
+    assert "checkpoint" in capsys.readouterr().err
 
 
 def test_import_cli(graphs, tmp_path, capsys):
