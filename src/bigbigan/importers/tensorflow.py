@@ -33,6 +33,7 @@ from bigbigan.importers import IMPORT_FORMAT
 from bigbigan.importers.graph_rewrite import (
     BatchNotDynamic,
     baked_batch,
+    import_graph,
     make_batch_dynamic,
     node_of,
     placeholder_shape,
@@ -163,11 +164,9 @@ def find_interface(path: Path, graph_def: Any, tf: Any) -> Interface:
     return Interface(inputs, (f"{output}:0", GENERATOR_OUTPUT if generator else output))
 
 
-def label_classes(graph_def: Any, label_input: str) -> int | None:
+def label_classes(tf: Any, graph_def: Any, label_input: str) -> int | None:
     """The number of classes of a conditional generator: the rows of the embedding table its
     labels index (a Const gathered by the label placeholder, perhaps through Cast/Identity)."""
-    import tensorflow as tf
-
     by_name = {n.name: n for n in graph_def.node}
 
     def source(name: str) -> str:
@@ -232,30 +231,29 @@ def exact_nearest_resizes(model: Any) -> int:
     constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     count = 0
     for node in model.graph.node:
-        attrs = {a.name: a for a in node.attribute}
+        attrs = {a.name: a.s for a in node.attribute}
         scales = constants.get(node.input[2]) if len(node.input) > 2 else None
+        wanted = {
+            "mode": b"nearest",
+            "nearest_mode": b"floor",
+            "coordinate_transformation_mode": b"tf_half_pixel_for_nn",
+        }
         if (
             node.op_type != "Resize"
-            or attrs.get("mode") is None
-            or attrs["mode"].s != b"nearest"
-            or "nearest_mode" not in attrs
-            or attrs["nearest_mode"].s != b"floor"
-            or "coordinate_transformation_mode" not in attrs
-            or attrs["coordinate_transformation_mode"].s != b"tf_half_pixel_for_nn"
+            or any(attrs.get(k) != v for k, v in wanted.items())
             or scales is None
             or not scales.size
             or not np.all((scales >= 1) & (scales == np.round(scales)))
         ):
             continue
-        attrs["coordinate_transformation_mode"].s = b"asymmetric"
+        attr = next(a for a in node.attribute if a.name == "coordinate_transformation_mode")
+        attr.s = b"asymmetric"
         count += 1
     return count
 
 
 def run_graph(tf: Any, graph_def: Any, interface: Interface, feed: dict[str, np.ndarray]) -> Any:
     """The frozen graph's output in TensorFlow on an ONNX-named feed."""
-    from bigbigan.importers.graph_rewrite import import_graph
-
     graph = import_graph(tf, graph_def)
     with tf.compat.v1.Session(graph=graph) as session:
         return session.run(
@@ -333,7 +331,7 @@ def import_pb(
     interface = find_interface(pb, graph_def, tf)
     baked = baked_batch(graph_def)
     classes = next(
-        (label_classes(graph_def, t) for t, name, _ in interface.inputs if name == "x2"), None
+        (label_classes(tf, graph_def, t) for t, name, _ in interface.inputs if name == "x2"), None
     )
     specs = [
         TensorSpec(name, dtype, (None, *(placeholder_shape(n) or ())[1:]))
