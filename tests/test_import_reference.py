@@ -90,7 +90,8 @@ def test_a_graph_that_is_not_the_reference_gets_no_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-def test_pipeline_on_the_users_pb(user_files, tmp_path, capsys):
+def test_pipeline_on_the_users_pb(user_files, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # compare draws getAcc's grid into the working folder
     out = tmp_path / "run"
     argv = ["pipeline", "--model", str(user_files / "bigbigan.pb"), "--input", str(user_files)]
     argv += ["--reference", str(user_files / "gpu_out.bin"), "--out", str(out), "--loop", "1"]

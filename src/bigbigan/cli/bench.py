@@ -51,8 +51,10 @@ def run(args: argparse.Namespace) -> None:
         if not args.json:
             print(message, file=sys.stderr, flush=True)
 
+    from bigbigan.importers import resolve_checkpoint
+
     result = bench(
-        args.checkpoint,
+        resolve_checkpoint(args.checkpoint) if args.checkpoint else None,
         ch=args.ch,
         batch_sizes=parse_batch_sizes(args.batch_sizes),
         repeats=args.loop,

@@ -28,6 +28,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     groups.tolerances(p)
     p.add_argument("--validate", action="store_true", help="fail on NaN/Inf in any file")
+    p.add_argument(
+        "--shape",
+        type=_shape,
+        help="raw .bin files without a sidecar hold float32 of this shape, e.g. 256,32,32,1 "
+        "(default: a sidecar in the run, --model, or the size as 32x32 NHWC images)",
+    )
+    p.add_argument("--model", help="raw .bin files without a sidecar hold this model's output")
     groups.json_flag(p)
     groups.summary(p)
     p.add_argument(
@@ -37,7 +44,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.split(","))
+    except ValueError:
+        dims = ()
+    if not dims or any(d < 1 for d in dims):
+        raise argparse.ArgumentTypeError(
+            f"expected positive integers like 256,32,32,1, found {text}"
+        )
+    return dims
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.layerwise and (args.shape or args.model):
+        raise UsageError("--shape and --model only apply to files, not --layerwise")
     if args.layerwise and args.others:
         raise UsageError("--layerwise takes one ONNX model, no other files")
     if not args.layerwise:
@@ -56,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _files(args: argparse.Namespace, tolerances, statistic: str) -> int:
     from bigbigan.compare.files import (
+        ORIGINAL_GRID,
         compare_arrays,
         default_names,
         is_image_batch,
@@ -73,13 +95,16 @@ def _files(args: argparse.Namespace, tolerances, statistic: str) -> int:
     if tolerances is not None:
         known = set(names[1:]) | {Path(f).stem for f in files[1:]}
         tolerances.check_names(known | {Path(f).name for f in files[1:]})
-    arrays = load_outputs(files)
+    assumed: list[str] = []
+    arrays = load_outputs(files, shape=args.shape, model=args.model, notes=assumed)
     summaries = summarize_files(arrays, names, files)
     results = compare_arrays(
         arrays, names, files, statistic=statistic, tolerances=tolerances, validate=args.validate
     )
     bad_files = validate_files(summaries) if args.validate else []
-    grid = args.grid if args.grid and is_image_batch(arrays[0]) else None
+    # the original's sidecar-less files get getAcc's grid unasked
+    grid_path = args.grid or (ORIGINAL_GRID if assumed else None)
+    grid = grid_path if grid_path and is_image_batch(arrays[0]) else None
     if grid:
         save_side_by_side(arrays, names, grid)
         save_error_maps(arrays, results, grid)
@@ -89,20 +114,22 @@ def _files(args: argparse.Namespace, tolerances, statistic: str) -> int:
         "schema": "bigbigan-compare",
         "schema_version": 1,
         "reference": files[0],
+        "assumed": assumed,
         "files": [f.to_json() for f in summaries],
         "pairs": [r.to_json() for r in results],
         "validate": bad_files if args.validate else None,
         "grid": grid,
         "passed": (not failed) if checked else None,
     }
-    _report(args, report, summaries, results, names[0], bad_files, failed if checked else None)
+    _report(args, report, summaries, results, names, arrays, bad_files, failed if checked else None)
     return 1 if failed else 0
 
 
-def _report(args, report, summaries, results, reference, bad_files, failed) -> None:
-    """The JSON file (--summary), then the JSON line (--json) or the text report; `failed` is
-    None when nothing was checked (no tolerance, no --validate)."""
-    from bigbigan.compare.files import format_report
+def _report(args, report, summaries, results, names, arrays, bad_files, failed) -> None:
+    """The JSON file (--summary), then the JSON line (--json) or the text report (what was
+    assumed about sidecar-less files first, getAcc's figures last); `failed` is None when
+    nothing was checked (no tolerance, no --validate)."""
+    from bigbigan.compare.files import format_report, getacc_lines
     from bigbigan.fsutil import write_text
 
     if args.summary:
@@ -110,10 +137,13 @@ def _report(args, report, summaries, results, reference, bad_files, failed) -> N
     if args.json:
         print(json.dumps(report))
         return
-    print(format_report(summaries, results, reference))
+    for line in report["assumed"]:
+        print(f"assumed: {line}")
+    print(format_report(summaries, results, names[0]))
+    print("\n".join(["", *getacc_lines(arrays, names)]))
     for line in bad_files:
         print(f"NaN/Inf: {line}")
-    if args.grid:
+    if args.grid or report["grid"]:
         grid, reference_file = report["grid"], report["reference"]
         print(f"grid: {grid}" if grid else f"grid: not written ({reference_file} is not images)")
     if failed is not None:

@@ -14,7 +14,7 @@ TARGETS = ("ort", "aoti", "tensorrt", "ascend")
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = groups.command(subparsers, NAME, HELP, run)
-    p.add_argument("model", help="ONNX model from `bigbigan export`")
+    p.add_argument("model", help="ONNX model from `bigbigan export`, or a TensorFlow .pb")
     p.add_argument("--target", required=True, choices=TARGETS, help="the runtime to build for")
     p.add_argument("--precision", default="fp32", help="fp32, bf16, fp16 or int8 (by target)")
     groups.out(p, "file", "the built model (ascend: the .om that atc would build)", required=True)

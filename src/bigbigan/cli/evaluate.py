@@ -31,8 +31,10 @@ def run(args: argparse.Namespace) -> None:
     from bigbigan.shipped import shipped_checkpoint
 
     groups.torch_device(args.device)
+    from bigbigan.importers import resolve_checkpoint
+
     result = evaluate(
-        args.checkpoint or shipped_checkpoint(),
+        resolve_checkpoint(args.checkpoint) if args.checkpoint else shipped_checkpoint(),
         classifier_path=args.classifier,
         n=args.count,
         seed=args.seed,

@@ -13,7 +13,9 @@ HELP = "run a model on .bin/.npy inputs and time it (msame's flags)"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = groups.command(subparsers, NAME, HELP, run)
-    p.add_argument("--model", required=True, help=".onnx, .ort.onnx, .pt2, .engine or checkpoint")
+    p.add_argument(
+        "--model", required=True, help=".onnx, .ort.onnx, .pt2, .engine, checkpoint or TF .pb"
+    )
     groups.inputs(p)
     p.add_argument(
         "--out",

@@ -19,6 +19,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--z-dim", type=groups.positive, default=100, help="noise width")
     p.add_argument("--dataset", help="write real test images (image.bin) for the encoder")
     groups.data(p)
+    p.add_argument(
+        "--noise",
+        default="truncated-normal",
+        choices=("truncated-normal", "uniform"),
+        help="truncated-normal (|z| <= 2, as in training; default) or uniform [0, 1) "
+        "(the original pic2bin's)",
+    )
     return p
 
 
@@ -33,6 +40,7 @@ def run(args: argparse.Namespace) -> None:
         z_dim=args.z_dim,
         dataset=args.dataset,
         data_dir=args.data_dir,
+        noise=args.noise,
     )
     for path in paths:
         print(path)
