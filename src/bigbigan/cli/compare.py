@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
 def _files(args: argparse.Namespace, tolerances, statistic: str) -> int:
     from bigbigan.compare.files import (
         ORIGINAL_GRID,
+        ORIGINAL_LABELS,
         compare_arrays,
         default_names,
         is_image_batch,
@@ -102,8 +103,9 @@ def _files(args: argparse.Namespace, tolerances, statistic: str) -> int:
         arrays, names, files, statistic=statistic, tolerances=tolerances, validate=args.validate
     )
     bad_files = validate_files(summaries) if args.validate else []
-    # the original's sidecar-less files get getAcc's grid unasked
-    grid_path = args.grid or (ORIGINAL_GRID if assumed else None)
+    # the original's own files (gpu_out.bin, sidecar-less) get getAcc's grid unasked, beside them
+    original = assumed and Path(files[0]).stem in ORIGINAL_LABELS
+    grid_path = args.grid or (str(Path(files[0]).parent / ORIGINAL_GRID) if original else None)
     grid = grid_path if grid_path and is_image_batch(arrays[0]) else None
     if grid:
         save_side_by_side(arrays, names, grid)
