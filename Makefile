@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,perf,serve]'
+	$(BIN)/pip install --quiet -e '.[dev,perf,serve,tf]'
 	touch $@
 
 demo: $(STAMP)  ## the whole offline pipeline on the shipped checkpoint
