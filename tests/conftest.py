@@ -12,6 +12,15 @@ from bigbigan.config import TrainConfig
 from bigbigan.export import ExportReport
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_trust_store(tmp_path_factory: pytest.TempPathFactory):
+    """Packages the tests compile are trusted in a store of their own, not the user's."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("BIGBIGAN_TRUST_STORE", str(tmp_path_factory.mktemp("trust")))
+    yield
+    patch.undo()
+
+
 def _train(out: Path, conditional: bool) -> Path:
     from bigbigan.training.loop import model_config_for, train
 

@@ -41,8 +41,10 @@ def test_cli_train_writes_checkpoint_grid_log_and_curves(tmp_path):
     out = tmp_path / "r"
     argv = ["train", "--dataset", "digits", "--ch", "8", "--batch-size", "16", "--steps", "6"]
     assert main([*argv, "--out", str(out)]) == 0
+    folder = checkpoint.read(out).directory
+    assert folder == out / "checkpoints" / "step_000000006"
     for name in ("checkpoint.json", "model.safetensors", "train_state.safetensors"):
-        assert (out / name).stat().st_size > 0
+        assert (folder / name).stat().st_size > 0
     assert (out / "samples.png").read_bytes().startswith(b"\x89PNG")
     assert (out / "losses.png").read_bytes().startswith(b"\x89PNG")
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -103,8 +105,9 @@ def test_truncated_weights_are_rejected(tmp_path, uninterrupted):
 
     copy = tmp_path / "c"
     shutil.copytree(uninterrupted, copy)
-    data = (copy / "model.safetensors").read_bytes()
-    (copy / "model.safetensors").write_bytes(data[: len(data) // 2])
+    weights_file = checkpoint.read(copy).directory / "model.safetensors"
+    data = weights_file.read_bytes()
+    weights_file.write_bytes(data[: len(data) // 2])
     with pytest.raises(BigBiGANError, match="model.safetensors"):
         checkpoint.load_model(copy)
 
@@ -174,5 +177,6 @@ def test_one_process_gloo_group_reproduces_single_process_training(
     finally:
         dist.destroy_process_group()
     for name in (checkpoint.MODEL_FILE, checkpoint.STATE_FILE):
-        assert (out / name).read_bytes() == (uninterrupted / name).read_bytes(), name
+        mine, reference = checkpoint.read(out).directory, checkpoint.read(uninterrupted).directory
+        assert (mine / name).read_bytes() == (reference / name).read_bytes(), name
     assert checkpoint.read(out).extra["distributed"] == {"world_size": 1, "sync_bn": sync_bn}

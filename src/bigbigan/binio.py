@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bigbigan import limits
 from bigbigan.errors import BigBiGANError
-from bigbigan.fsutil import atomic_path, write_text
+from bigbigan.fsutil import atomic_path, note_input, require_regular, write_text
 
 # Kinds of dtype a raw file can hold: bool, signed/unsigned int, float, complex.
 _RAW_KINDS = "biufc"
@@ -76,10 +77,19 @@ def save_bin(path: str | os.PathLike[str], array: np.ndarray) -> None:
     """Write `array` as raw little-endian C-order bytes, atomically, plus its JSON sidecar."""
     raw = _raw(array)
     meta = {"dtype": raw.dtype.name, "shape": list(raw.shape)}
-    # Both go to temp files first; nothing is renamed into place unless both writes succeed.
-    with atomic_path(path) as tmp, atomic_path(sidecar_path(path)) as tmp_meta:
-        raw.tofile(tmp)
-        tmp_meta.write_text(json.dumps(meta) + "\n")
+    sidecar = sidecar_path(path)
+    placed = False
+    # The data goes to a temp file first; the sidecar is placed just before the data's rename,
+    # and removed again if that rename fails, so no sidecar is left without its file.
+    try:
+        with atomic_path(path) as tmp:
+            raw.tofile(tmp)
+            write_text(sidecar, json.dumps(meta) + "\n")
+            placed = True
+    except BaseException:
+        if placed:
+            sidecar.unlink(missing_ok=True)
+        raise
 
 
 def save_txt(path: str | os.PathLike[str], array: np.ndarray) -> None:
@@ -114,6 +124,9 @@ def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
 def _read_sidecar(sidecar: Path) -> tuple[np.dtype, tuple[int, ...]]:
     """Parse `x.bin.json`; any problem is an error naming the sidecar."""
     expected = 'expected {"dtype": "float32", "shape": [256, 100]}'
+    if require_regular(sidecar, "sidecar").st_size > 1 << 20:
+        raise BigBiGANError(f"{sidecar}: larger than 1 MiB, {expected}")
+    note_input(sidecar)
     try:
         meta = json.loads(sidecar.read_text())
     except OSError as e:
@@ -177,9 +190,8 @@ def load_bin(
     name = str(path)
     if not path.exists():
         raise BigBiGANError(f"{name}: no such file")
-    if not path.is_file():
-        raise BigBiGANError(f"{name}: expected a .bin file, found a directory or special file")
-    size = path.stat().st_size
+    size = require_regular(path, ".bin file").st_size
+    note_input(path)
     sidecar = sidecar_path(path)
 
     if sidecar.exists():
@@ -265,11 +277,15 @@ def validate_values(
 def load_npy(path: str | os.PathLike[str]) -> np.ndarray:
     """A `.npy` array, read without pickles; any failure is a one-line error naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise BigBiGANError(f"{path}: no such file")
+    require_regular(path, ".npy file")
+    limits.check_npy(path)
+    note_input(path)
     try:
-        return np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False)
     except ValueError as e:
         raise BigBiGANError(f"{path}: not a plain numeric .npy array ({e})") from None
     except (OSError, EOFError) as e:
         raise BigBiGANError(f"{path}: unreadable .npy file ({e})") from None
+    if not array.dtype.isnative:  # big-endian data: the same values in this machine's order
+        array = array.astype(array.dtype.newbyteorder("="))
+    return array

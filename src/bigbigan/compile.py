@@ -43,8 +43,9 @@ from bigbigan.export import (
     random_feed,
     read_sidecar,
 )
-from bigbigan.fsutil import ensure_dir
+from bigbigan.fsutil import ensure_dir, guard_output
 from bigbigan.importers import is_frozen_graph, resolve_model
+from bigbigan.runtimes import trust
 from bigbigan.runtimes.base import specs_to_json
 from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner, check_model_file, providers_for
 
@@ -217,6 +218,7 @@ def compile_model(
         inductor_configs=inductor_configs,
         rewrite=rewrite,
     )
+    guard_output(out, "--out", reads=(onnx_path,))
     ensure_dir(out.parent, flag=f"--out {out}")
     return BUILDERS[(target, precision)](job)
 
@@ -698,6 +700,7 @@ def _build_aoti_package(
                     torch._inductor.aoti_compile_and_package(
                         program, package_path=str(staged), inductor_configs=dict(configs)
                     )
+            trust.record(staged)  # a package compiled here may be loaded (runtimes/trust.py)
         except BigBiGANError:
             raise
         except Exception as e:  # inductor and the C++ toolchain raise many types

@@ -19,7 +19,7 @@ import torch
 
 from bigbigan.binio import save_bin, sidecar_path
 from bigbigan.errors import BigBiGANError
-from bigbigan.fsutil import ensure_dir, sha256_file, write_text
+from bigbigan.fsutil import ensure_dir, guard_output, sha256_file, write_text
 from bigbigan.infer import model_num_classes, read_inputs
 from bigbigan.runtimes import TorchRunner
 from bigbigan.training.distributed import Replicas
@@ -35,6 +35,11 @@ def generate(
     encoder: bool = False,
 ) -> np.ndarray:
     """Run the checkpoint in PyTorch eager on the input files; write NHWC float32 to `out`."""
+    from bigbigan.training.checkpoint import files_of
+
+    reads = (*inputs, *map(sidecar_path, inputs), *files_of(checkpoint))
+    guard_output(out, "--out", reads=reads)
+    guard_output(sidecar_path(out), "--out", reads=reads)
     with TorchRunner(checkpoint, device=device, encoder=encoder) as runner:
         feed = read_inputs(inputs, runner.inputs, model_num_classes(Path(checkpoint)))
         (images,) = runner.infer(feed).values()

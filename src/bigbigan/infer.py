@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from bigbigan import limits
 from bigbigan.binio import (
     TensorSpec,
     dtype_mismatch,
@@ -797,9 +798,12 @@ def infer(
         micro_batch=micro_batch,
         **options,
     ) as runner:
+        if batch is not None:
+            limits.check_batch("--batch", batch, limits.spec_bytes(runner.inputs + runner.outputs))
         data = resolve_inputs(
             inputs, runner.inputs, num_classes=model_num_classes(model), batch=batch, seed=seed
         )
+        limits.check_split(streams, micro_batch, data.batch)
         for feed in data.batches:
             check_feed(feed, runner.inputs, source="--input")
         timing, outputs = run_timed(

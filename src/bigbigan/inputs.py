@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bigbigan import limits
 from bigbigan.binio import save_bin
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir
@@ -43,6 +44,7 @@ def make_inputs(
         raise BigBiGANError(f"--num-classes {num_classes}: expected at least 1")
     if noise not in NOISES:
         raise BigBiGANError(f"--noise {noise}: expected one of {', '.join(NOISES)}")
+    limits.check_batch("--batch", batch, 12 * z_dim + 8)  # float64 draws, float32 noise, labels
     out = ensure_dir(out)
     rng = np.random.default_rng(seed)
     if dataset is not None:

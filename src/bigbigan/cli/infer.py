@@ -46,12 +46,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="run larger batches in slices of N (AOTInductor: faster per image; 0: off)",
     )
     groups.summary(p, "also write the JSON summary here")
+    p.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="load a .pt2 this bigbigan did not compile (it runs its own code: trust its source)",
+    )
     return p
 
 
 def run(args: argparse.Namespace) -> None:
     from bigbigan.infer import format_summary, infer, spread_warning
+    from bigbigan.runtimes import trust
 
+    if args.trust_model:
+        trust.vouch(args.model)
     result = infer(
         args.model,
         groups.split_list(args.input),

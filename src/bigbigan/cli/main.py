@@ -37,6 +37,8 @@ from bigbigan.cli import (
 )
 from bigbigan.cli.args import HelpFormatter, check_device, verbose
 from bigbigan.errors import BigBiGANError, ParameterError, UsageError
+from bigbigan.fsutil import command_scope
+from bigbigan.training.resume import given_options
 
 # The subcommand registry: a subcommand is one module with NAME, add_parser and run.
 SUBCOMMANDS: tuple[ModuleType, ...] = (
@@ -101,11 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, commands = _assemble()
     _did_you_mean(parser, argv)
     args = parser.parse_args(argv)
+    args.given = given_options(_assemble()[0], argv)
     debug = args.verbose or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         if getattr(args, "device", None) is not None:
             check_device(args.device)
-        return args.func(args) or 0
+        with command_scope():  # outputs never over inputs; undo folders of a failed command
+            return args.func(args) or 0
     except KeyboardInterrupt:
         _report(args.command, "interrupted", None)
         return EXIT_INTERRUPTED

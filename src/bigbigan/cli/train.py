@@ -24,7 +24,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     groups.device(p, "under torchrun: cuda:LOCAL_RANK")
     p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
     p.add_argument("--sample-every", type=int, default=0, help="also checkpoint every N steps")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (architecture, data, schedule from its checkpoint)",
+    )
+    p.add_argument(
+        "--keep-checkpoints",
+        type=groups.positive,
+        default=2,
+        help="complete checkpoints the run keeps (docs/checkpoints.md)",
+    )
     p.add_argument(
         "--sync-bn",
         action="store_true",
@@ -57,6 +67,11 @@ def run(args: argparse.Namespace) -> int | None:
     model_cfg = model_config_for(
         args.dataset, ch=args.ch, conditional=not args.unconditional, init=args.init
     )
+    if args.resume:
+        from bigbigan.training.resume import as_options, resume_configs
+
+        cfg, model_cfg = resume_configs(args.out, args, args.given)
+        vars(args).update(as_options(cfg, model_cfg))  # what --nproc workers are given
     if args.nproc:
         return distributed.relaunch(args.nproc, distributed.forwarded_argv(NAME, vars(args)))
     groups.torch_device(args.device)
@@ -70,5 +85,6 @@ def run(args: argparse.Namespace) -> int | None:
             device=device,
             replicas=replicas,
             sync_bn=args.sync_bn,
+            keep=args.keep_checkpoints,
         )
     return None

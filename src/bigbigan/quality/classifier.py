@@ -174,6 +174,8 @@ def train_classifier(
         raise BigBiGANError(f"--epochs {epochs}: expected a positive integer")
     info = dataset_info(dataset)
     cfg = config or ClassifierConfig(channels=info.channels, num_classes=info.num_classes)
+    if (Path(out_dir) / CONFIG_FILE).exists():
+        raise BigBiGANError(f"--out {out_dir}: already holds a classifier; pass another --out")
     out_dir = ensure_dir(out_dir)
     train_x, train_y = load_dataset(dataset, "train", data_dir)
     test_x, test_y = load_dataset(dataset, "test", data_dir)

@@ -12,7 +12,9 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+from bigbigan import limits
 from bigbigan.errors import BigBiGANError
+from bigbigan.fsutil import note_input
 from bigbigan.importers import is_frozen_graph, resolve_model
 from bigbigan.runtimes.aoti import AOTIRunner
 from bigbigan.runtimes.base import Runner, check_feed
@@ -94,6 +96,7 @@ def open_runner(
         raise BigBiGANError(f"--streams {streams}: expected a positive number of model copies")
     if micro_batch < 0:
         raise BigBiGANError(f"--micro-batch {micro_batch}: expected 0 (off) or a slice size")
+    limits.check_streams(streams)
     if backend is None:
         backend = backend_for(path)
     elif backend not in RUNNERS:
@@ -114,6 +117,7 @@ def open_runner(
         raise BigBiGANError(f"{path}: no such file or directory")
     path = resolve_model(path)
     cls.check_file(path)
+    note_input(path)
 
     def make(threads: int | None) -> Runner:
         runner = cls(path, device=device, threads=threads, **options)

@@ -16,6 +16,7 @@ from bigbigan.binio import TensorSpec
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import read_json_document
 from bigbigan.runtimes.base import Runner, cuda_index, require_cuda, specs_from_json
+from bigbigan.runtimes.trust import require_trusted
 
 SIDECAR_FORMAT = "bigbigan-aoti"
 
@@ -76,11 +77,13 @@ class AOTIRunner(Runner):
         if not any("/data/aotinductor/" in name for name in names):
             raise BigBiGANError(f"{path}: a zip archive, but not an AOTInductor package")
         read_sidecar(path)
+        require_trusted(path)  # loading runs its code: only packages compiled here (trust.py)
 
     def _load_impl(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
         import torch
         import torch._inductor
 
+        require_trusted(self.path)  # before torch opens it, whoever built this runner
         meta = read_sidecar(self.path)
         compiled_for = str(meta.get("device", "cpu"))
         if compiled_for.split(":")[0] != self.device.split(":")[0]:

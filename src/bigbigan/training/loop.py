@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from bigbigan import fsutil, limits
 from bigbigan.config import ModelConfig, TrainConfig
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import atomic_path, ensure_dir, write_text
@@ -136,23 +138,36 @@ def _train_state(run: Run) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, extra
 
 
-def save_run(run: Run, cfg: TrainConfig, out: Path, extra: dict[str, Any] | None = None) -> None:
-    """Checkpoint and sample grid; `extra` adds keys to checkpoint.json's "extra"."""
+def save_run(
+    run: Run,
+    cfg: TrainConfig,
+    out: Path,
+    extra: dict[str, Any] | None = None,
+    keep: int = checkpoint.KEEP,
+) -> None:
+    """Checkpoint (the last `keep` are kept) and sample grid; `extra` adds keys to
+    checkpoint.json's "extra"."""
     tensors, state_extra = _train_state(run)
     extra = {**state_extra, **(extra or {})}
-    checkpoint.save(out, run.model, train=cfg, step=run.step, train_state=tensors, extra=extra)
+    checkpoint.save(
+        out, run.model, train=cfg, step=run.step, train_state=tensors, extra=extra, keep=keep
+    )
+    fsutil.keep(out)  # a failure from here on must not remove a run that can be resumed
     save_samples(run.model, out / SAMPLES_FILE)
 
 
 def restore_run(run: Run, out: Path) -> TrainConfig:
-    ckpt = checkpoint.read(out)
+    ckpt = resumable(out)
     if ckpt.model != run.model.cfg:
         raise BigBiGANError(
-            f"--resume {out}: checkpoint architecture {ckpt.model} differs from the requested one"
+            f"--resume {out}: the checkpoint's architecture differs from the requested one "
+            f"({differences(ckpt.model, run.model.cfg)})"
         )
     device = next(run.model.parameters()).device
     checkpoint.load_state(
-        run.model, checkpoint.load_tensors(ckpt, checkpoint.MODEL_FILE), out / "model"
+        run.model,
+        checkpoint.load_tensors(ckpt, checkpoint.MODEL_FILE),
+        ckpt.directory / checkpoint.MODEL_FILE,
     )
     state = checkpoint.load_tensors(ckpt, checkpoint.STATE_FILE)
     checkpoint.restore_optimizer("opt_d", run.opt_d, state, ckpt.extra["opt_d_groups"])
@@ -163,6 +178,25 @@ def restore_run(run: Run, out: Path) -> TrainConfig:
     run.step = ckpt.step
     assert ckpt.train is not None
     return ckpt.train
+
+
+def resumable(out: Path) -> checkpoint.Checkpoint:
+    """The checkpoint `--resume --out RUN` continues from: one with a training state."""
+    if not (Path(out) / checkpoint.CONFIG_FILE).exists() and not checkpoint.step_folders(out):
+        raise BigBiGANError(f"--resume {out}: no checkpoint to resume from")
+    ckpt = checkpoint.read(out)
+    if ckpt.train is None or checkpoint.STATE_FILE not in ckpt.files:
+        raise BigBiGANError(f"--resume {out}: its checkpoint holds no training state to resume")
+    return ckpt
+
+
+def differences(saved: Any, requested: Any) -> str:
+    """`ch: checkpoint 8, requested 16; ...` for two configs of one dataclass."""
+    return "; ".join(
+        f"{key}: checkpoint {value!r}, requested {getattr(requested, key)!r}"
+        for key, value in saved.__dict__.items()
+        if getattr(requested, key) != value
+    )
 
 
 @torch.no_grad()
@@ -178,11 +212,24 @@ def save_samples(model: BigBiGAN, path: Path, n: int = 100) -> None:
     model.train(was_training)
 
 
+def _log_rows(path: Path) -> list[dict[str, Any]]:
+    """The log's rows; a line a kill cut short (not JSON, or no step) is skipped."""
+    rows = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
+
+
 def _trim_log(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint a run resumes from."""
-    if path.exists():
-        lines = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= step]
-        write_text(path, "".join(ln + "\n" for ln in lines))
+    """Drop log lines written after the checkpoint a run resumes from (and cut lines)."""
+    if path.is_file():
+        rows = [row for row in _log_rows(path) if row["step"] <= step]
+        write_text(path, "".join(json.dumps(row) + "\n" for row in rows), replaces_input=True)
 
 
 def plot_losses(log_path: Path, out: Path) -> None:
@@ -191,7 +238,7 @@ def plot_losses(log_path: Path, out: Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    rows = [json.loads(ln) for ln in log_path.read_text().splitlines()]
+    rows = _log_rows(log_path)
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -217,18 +264,44 @@ def train(
     progress: bool = True,
     replicas: Replicas | None = None,
     sync_bn: bool = False,
+    keep: int = checkpoint.KEEP,
 ) -> Path:
     """Train (or resume) a run in directory `out`; return the directory.
 
     `replicas` (from `distributed.process_group`) makes this one rank of a data-parallel run:
     `cfg.batch_size` is the global batch, `device` this rank's; only rank 0 writes to `out`,
     which every rank must be able to read to `resume`. `sync_bn` computes batch-norm statistics
-    over the global batch instead of each rank's share (no effect in one process).
+    over the global batch instead of each rank's share (no effect in one process). The run
+    keeps its last `keep` checkpoints. The writing process holds a lock on `out`: a second
+    `train` into it is refused.
     """
     main = replicas is None or replicas.is_main
     out = ensure_dir(out) if main else Path(out)
-    if not resume and (out / checkpoint.CONFIG_FILE).exists():
+    with fsutil.directory_lock(out) if main else contextlib.nullcontext():
+        if main:
+            checkpoint.clean(out)
+        return _train_locked(cfg, model_cfg, out, resume, device, progress, replicas, sync_bn, keep)
+
+
+def _train_locked(
+    cfg: TrainConfig,
+    model_cfg: ModelConfig,
+    out: Path,
+    resume: bool,
+    device: str | torch.device,
+    progress: bool,
+    replicas: Replicas | None,
+    sync_bn: bool,
+    keep: int,
+) -> Path:
+    main = replicas is None or replicas.is_main
+    if not resume and (
+        os.path.lexists(out / checkpoint.CONFIG_FILE) or checkpoint.step_folders(out)
+    ):
         raise BigBiGANError(f"--out {out}: already holds a run; pass --resume or another --out")
+    if keep < 1:
+        raise BigBiGANError(f"--keep-checkpoints {keep}: expected at least 1")
+    limits.check_memory(3 * limits.model_bytes(model_cfg), f"--ch {model_cfg.ch}")
     if cfg.amp and not str(device).startswith("cuda"):
         raise BigBiGANError("--amp needs --device cuda")
     torch.manual_seed(cfg.seed)
@@ -241,7 +314,11 @@ def train(
     )
     if resume:
         saved = restore_run(run, out)
-        cfg = TrainConfig(**{**saved.__dict__, "steps": cfg.steps, "epochs": cfg.epochs})
+        schedule = {"steps": cfg.steps, "epochs": cfg.epochs, "sample_every": cfg.sample_every}
+        data_dir = cfg.data_dir or saved.data_dir
+        cfg = TrainConfig(**{**saved.__dict__, **schedule, "data_dir": data_dir})
+        if main:
+            checkpoint.discard_after(out, run.step)
     extra = None
     if replicas is not None:  # swaps layers in place: the optimizers keep the same parameters
         local_batch = replicas.local_batch(cfg.batch_size)
@@ -274,7 +351,7 @@ def train(
         if replicas is not None:
             replicas.check_identical(run.model)
         if main:
-            save_run(run, cfg, out, extra)
+            save_run(run, cfg, out, extra, keep)
 
     # A Ctrl-C (or torchrun's SIGTERM) is a flag read after the step, so a checkpoint never
     # holds a half-done step; under torchrun the ranks agree on it first.
