@@ -211,7 +211,6 @@ def save(
         pointer = {**document, "directory": f"{CHECKPOINTS_DIR}/{name}"}
         _write_file(pointer_tmp, _json_bytes(pointer))
         os.replace(pointer_tmp, run / CONFIG_FILE)  # the run now resumes from it: point 2
-        _fsync_dir(run)
     except OSError as e:
         shutil.rmtree(staging, ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -222,6 +221,8 @@ def save(
         with contextlib.suppress(OSError):
             pointer_tmp.unlink()
         raise
+    with contextlib.suppress(OSError):  # committed already; this only hastens durability
+        _fsync_dir(run)
     for old in step_folders(run)[:-keep]:
         if old != final:
             _remove_tree(old)
