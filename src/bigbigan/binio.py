@@ -83,7 +83,8 @@ def save_bin(path: str | os.PathLike[str], array: np.ndarray) -> None:
     # and removed again if that rename fails, so no sidecar is left without its file.
     try:
         with atomic_path(path) as tmp:
-            raw.tofile(tmp)
+            with open(tmp, "wb") as f:  # not tofile: its short write hides the errno
+                f.write(raw.data if raw.ndim else raw.tobytes())
             write_text(sidecar, json.dumps(meta) + "\n")
             placed = True
     except BaseException:

@@ -44,7 +44,8 @@ def make_inputs(
         raise BigBiGANError(f"--num-classes {num_classes}: expected at least 1")
     if noise not in NOISES:
         raise BigBiGANError(f"--noise {noise}: expected one of {', '.join(NOISES)}")
-    limits.check_batch("--batch", batch, 12 * z_dim + 8)  # float64 draws, float32 noise, labels
+    # float64 draws, float32 noise, int32 labels
+    limits.check_memory(batch * (12 * z_dim + 8), f"--batch {batch} x --z-dim {z_dim}")
     out = ensure_dir(out)
     rng = np.random.default_rng(seed)
     if dataset is not None:
