@@ -14,6 +14,7 @@ from bigbigan.config import ModelConfig
 from bigbigan.errors import BigBiGANError
 from bigbigan.export import ExportReport, export_onnx, read_sidecar, sample_inputs
 from bigbigan.runtimes import OnnxRuntimeRunner, TorchRunner
+from bigbigan.training import checkpoint
 from bigbigan.training.checkpoint import read
 
 G_INPUTS = [TensorSpec("x1", "float32", (None, 100)), TensorSpec("x2", "int32", (None,))]
@@ -61,7 +62,7 @@ def test_sidecar_records_config_checkpoint_and_numbers(
     meta = json.loads(tiny_onnx.sidecar.read_text())
     assert tiny_onnx.sidecar.name == "G.onnx.json"
     assert meta["format"] == "bigbigan-onnx" and meta["role"] == "generator"
-    assert Path(meta["checkpoint"]) == tiny_checkpoint.resolve()
+    assert Path(meta["checkpoint"]) == checkpoint.read(tiny_checkpoint).directory.resolve()
     assert meta["model"]["ch"] == 8 and meta["opset"] == 18 and meta["static_batch"] is None
     assert meta["validation"]["max_abs_diff"] == tiny_onnx.max_abs_diff
     assert meta["validation"]["batches"] == [8, 1]
