@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from bigbigan import limits
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import atomic_path, ensure_dir, write_text
 
@@ -333,6 +334,7 @@ def random_checkpoint(
     from bigbigan.training.sampling import truncated_normal
 
     cfg = model_config_for(dataset, ch=ch, conditional=True)
+    limits.check_memory(limits.model_bytes(cfg), f"--ch {ch}")
     torch.manual_seed(seed)
     model = BigBiGAN(cfg)
     norms = [m for m in model.G.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]

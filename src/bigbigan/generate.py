@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bigbigan import limits
 from bigbigan.binio import save_bin, sidecar_path
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, guard_output, sha256_file, write_text
@@ -136,6 +137,8 @@ def generate_shards(
         raise BigBiGANError(f"{flag} {value}: expected a positive integer")
     if seed < 0:
         raise BigBiGANError(f"--seed {seed}: sharded generation needs a non-negative seed")
+    shards_needed = -(-count // shard_size) * 512  # a plan entry and a manifest line each
+    limits.check_memory(shards_needed, f"--count {count} / --shard-size {shard_size}")
     ckpt = ckpt_io.read(checkpoint)
     cfg = ckpt.model
     kind = torch.device(device).type
@@ -230,6 +233,8 @@ def _verified_entry(out: Path, shard: Shard, params: dict) -> dict | None:
     """The shard's manifest entry if its record exists, covers the same samples, and every file
     it lists is there with its sha256; `None` when it must be (re)generated."""
     path = out / f"{shard.name('shard')}.json"
+    if not path.is_file():  # missing, or a FIFO or directory planted there: regenerate
+        return None
     try:
         record = json.loads(path.read_text())
         entry = {k: record[k] for k in ("index", "start", "stop", "files")}
@@ -255,7 +260,7 @@ def _verified_entry(out: Path, shard: Shard, params: dict) -> dict | None:
 
 def _check_manifest(path: Path, params: dict) -> None:
     """A manifest from another checkpoint, seed or shard size means another data set: refuse."""
-    if not path.exists():
+    if not path.is_file():  # none yet (or not a regular file): rewritten at the end
         return
     try:
         document = json.loads(path.read_text())

@@ -105,6 +105,27 @@ def test_make_inputs_with_absurd_sizes(tmp_path, argv, needle):
     assert not (tmp_path / "new").exists()  # the folder it created is removed
 
 
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["summary", "--ch", "8000000"], "--ch 8000000: needs at least"),
+        (["train", "--dataset", "digits", "--ch", "8000000"], "--ch 8000000: needs at least"),
+        (
+            ["generate", "--count", "10000000000000", "--shard-size", "1"],
+            "--count 10000000000000 / --shard-size 1: needs at least",
+        ),
+    ],
+)
+def test_absurd_widths_and_counts(tmp_path, tiny_checkpoint, argv, needle):
+    out = tmp_path / "new"
+    if argv[0] == "train":
+        argv = [*argv, "--out", str(out)]
+    elif argv[0] == "generate":
+        argv = [*argv, "--checkpoint", str(tiny_checkpoint), "--shard-out", str(out)]
+    run_cli(argv, tmp_path).one_line_error(needle, "is available")
+    assert not out.exists()
+
+
 def test_infer_with_a_huge_batch(tmp_path, tiny_checkpoint):
     result = run_cli(["infer", "--model", str(tiny_checkpoint), "--batch", HUGE], tmp_path)
     result.one_line_error("--batch 1000000000: needs at least")

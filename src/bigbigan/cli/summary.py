@@ -26,10 +26,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> None:
+    from bigbigan import limits
     from bigbigan.model.networks import BigBiGAN, count_parameters, generator_flops
     from bigbigan.training.loop import model_config_for
 
     cfg = model_config_for(args.dataset, ch=args.ch, conditional=not args.unconditional)
+    limits.check_memory(limits.model_bytes(cfg), f"--ch {cfg.ch}")
     model = BigBiGAN(cfg)
     counts = {name: count_parameters(getattr(model, name)) for name in _NAMES}
     gflop = generator_flops(cfg) / 1e9
