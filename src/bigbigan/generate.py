@@ -20,7 +20,7 @@ import torch
 from bigbigan import limits
 from bigbigan.binio import save_bin, sidecar_path
 from bigbigan.errors import BigBiGANError
-from bigbigan.fsutil import ensure_dir, guard_output, sha256_file, write_text
+from bigbigan.fsutil import ensure_dir, guard_output, keep, sha256_file, write_text
 from bigbigan.infer import model_num_classes, read_inputs
 from bigbigan.runtimes import TorchRunner
 from bigbigan.training.distributed import Replicas
@@ -226,6 +226,7 @@ def _write_shard(runner: TorchRunner, out: Path, shard: Shard, params: dict) -> 
     entry = {"index": shard.index, "start": shard.start, "stop": shard.stop, "files": digests}
     record = {"params": params, **entry}
     write_text(out / f"{shard.name('shard')}.json", json.dumps(record, indent=2) + "\n")
+    keep(out)  # a complete shard: a rerun after a failure or Ctrl-C keeps it
     return entry
 
 

@@ -344,3 +344,26 @@ def test_compiled_packages_are_trusted_and_changed_ones_are_not(tmp_path, tiny_a
     assert trusted.status == 0, trusted.err
     monkeypatch.setenv("BIGBIGAN_TRUST_STORE", str(tmp_path / "empty"))  # another user
     run_cli(["infer", "--model", str(tiny_aoti.path)], tmp_path).one_line_error("did not compile")
+
+
+def test_ctrl_c_in_sharded_generation_keeps_the_finished_shards(tmp_path, tiny_checkpoint):
+    out = tmp_path / "shards"
+    argv = ["generate", "--checkpoint", str(tiny_checkpoint), "--count", "4"]
+    argv += ["--shard-size", "2", "--batch", "2", "--shard-out", str(out)]
+
+    def interrupt_second_shard() -> None:
+        from bigbigan import generate
+
+        real = generate._write_shard
+
+        def write_shard(runner, directory, shard, params):
+            if shard.index == 1:
+                raise KeyboardInterrupt
+            return real(runner, directory, shard, params)
+
+        generate._write_shard = write_shard
+
+    assert run_cli(argv, tmp_path, before=interrupt_second_shard).status == 130
+    assert (out / "shard_00000.json").is_file() and leftovers(out) == []
+    again = run_cli(argv, tmp_path)
+    assert again.status == 0 and "1 written, 1 verified and kept" in again.out, again.err

@@ -299,8 +299,6 @@ def _train_locked(
         os.path.lexists(out / checkpoint.CONFIG_FILE) or checkpoint.step_folders(out)
     ):
         raise BigBiGANError(f"--out {out}: already holds a run; pass --resume or another --out")
-    if keep < 1:
-        raise BigBiGANError(f"--keep-checkpoints {keep}: expected at least 1")
     limits.check_memory(3 * limits.model_bytes(model_cfg), f"--ch {model_cfg.ch}")
     if cfg.amp and not str(device).startswith("cuda"):
         raise BigBiGANError("--amp needs --device cuda")
