@@ -203,8 +203,11 @@ def atomic_path(path: str | os.PathLike[str], *, replaces_input: bool = False) -
     read (a checkpoint pointer, a log it trims), so the input guard is skipped.
     """
     path = Path(path)
-    if path.is_dir():
-        raise BigBiGANError(f"{path}: is a directory, expected a file name")
+    with contextlib.suppress(OSError):
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):  # a rename would replace a device, FIFO or socket node
+            kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+            raise BigBiGANError(f"{path}: is {kind}, expected a regular file or a new name")
     if not replaces_input:
         guard_output(path)
     parent = path.parent

@@ -231,6 +231,16 @@ def test_a_directory_in_the_way_leaves_no_stray_sidecar(tmp_path, tiny_checkpoin
     assert not (tmp_path / "o.bin.json").exists() and leftovers(tmp_path) == []
 
 
+def test_a_fifo_or_device_as_output_is_not_replaced(tmp_path, tiny_checkpoint):
+    fifo = tmp_path / "summary.json"
+    os.mkfifo(fifo)
+    argv = ["infer", "--model", str(tiny_checkpoint), "--batch", "2", "--summary"]
+    run_cli([*argv, str(fifo)], tmp_path).one_line_error("summary.json", "is a FIFO")
+    assert fifo.is_fifo()
+    run_cli([*argv, "/dev/null"], tmp_path).one_line_error("/dev/null", "a character device")
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+
+
 def test_a_file_in_the_way_of_a_folder(tmp_path):
     (tmp_path / "f").write_text("mine")
     result = run_cli(["make-inputs", "--out", str(tmp_path / "f" / "in")], tmp_path)
