@@ -189,6 +189,7 @@ def load_bin(
     """
     path = Path(path)
     name = str(path)
+    order = "<"  # what this project writes and msame reads
     if not path.exists():
         raise BigBiGANError(f"{name}: no such file")
     size = require_regular(path, ".bin file").st_size
@@ -197,6 +198,8 @@ def load_bin(
 
     if sidecar.exists():
         dtype, shape = _read_sidecar(sidecar)
+        # A sidecar may name big-endian data (">f4", from another tool): read it as such.
+        order, dtype = (">" if dtype.byteorder == ">" else "<"), dtype.newbyteorder("=")
         expected = dtype.itemsize * math.prod(shape)
         if size != expected:
             raise BigBiGANError(
@@ -248,7 +251,7 @@ def load_bin(
             _check_batch(name, size // sample, spec, batch)
             shape = (size // sample, *dims)
 
-    data = np.fromfile(path, dtype=dtype.newbyteorder("<"))
+    data = np.fromfile(path, dtype=dtype.newbyteorder(order))
     return data.astype(dtype.newbyteorder("="), copy=False).reshape(shape)
 
 

@@ -282,6 +282,15 @@ def test_train_classifier_refuses_to_overwrite(tmp_path):
     assert (out / "classifier.json").read_text() == "{}"
 
 
+def test_big_endian_bin_named_by_its_sidecar_is_converted(tmp_path):
+    from bigbigan.binio import load_bin
+
+    values = np.arange(6, dtype=np.float32).reshape(2, 3)
+    values.astype(">f4").tofile(tmp_path / "be.bin")
+    (tmp_path / "be.bin.json").write_text('{"dtype": ">f4", "shape": [2, 3]}')
+    np.testing.assert_array_equal(load_bin(tmp_path / "be.bin"), values)
+
+
 def test_big_endian_npy_is_converted(tmp_path, tiny_checkpoint, tiny_inputs):
     from bigbigan.binio import load_bin
 
