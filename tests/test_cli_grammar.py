@@ -114,15 +114,18 @@ def test_checkpoint_accepts_the_folder_its_json_or_its_weights(tiny_checkpoint: 
     json_path = checkpoint.resolve(tiny_checkpoint)
     assert json_path == tiny_checkpoint / "checkpoint.json"
     assert checkpoint.resolve(json_path) == json_path
-    assert checkpoint.resolve(tiny_checkpoint / "model.safetensors") == json_path
+    step_folder = checkpoint.read(tiny_checkpoint).directory  # docs/checkpoints.md
+    weights = step_folder / "model.safetensors"
+    assert checkpoint.resolve(weights) == step_folder / "checkpoint.json"
 
 
 def test_generate_from_model_safetensors(tiny_checkpoint, tmp_path, capsys):
     from bigbigan.inputs import make_inputs
+    from bigbigan.training import checkpoint
 
     make_inputs(tmp_path / "in", batch=2)
     argv = ["generate", "--input", str(tmp_path / "in")]
-    weights = str(tiny_checkpoint / "model.safetensors")
+    weights = str(checkpoint.read(tiny_checkpoint).directory / "model.safetensors")
     assert main([*argv, "--checkpoint", weights, "--out", str(tmp_path / "a.bin")]) == 0
     folder = str(tiny_checkpoint)
     assert main([*argv, "--checkpoint", folder, "--out", str(tmp_path / "b.bin")]) == 0

@@ -40,10 +40,12 @@ _KINDS = {
 }
 
 
-def os_error(path: str | os.PathLike[str], action: str, error: OSError) -> BigBiGANError:
-    """`out/x.bin: cannot write (No space left on device)`: an OSError as one line."""
+def os_error(path: str | os.PathLike[str], error: OSError) -> BigBiGANError:
+    """`out/x.bin: No space left on device (ENOSPC)`: an OSError about `path` as one line, in
+    the form the CLI gives any OSError (docs/cli.md)."""
     reason = error.strerror or str(error) or type(error).__name__
-    return BigBiGANError(f"{path}: cannot {action} ({reason})")
+    code = errno.errorcode.get(error.errno or 0)
+    return BigBiGANError(f"{path}: {reason} ({code})" if code else f"{path}: {reason}")
 
 
 def require_regular(path: str | os.PathLike[str], what: str = "file") -> os.stat_result:
@@ -54,7 +56,7 @@ def require_regular(path: str | os.PathLike[str], what: str = "file") -> os.stat
     except FileNotFoundError:
         raise BigBiGANError(f"{path}: no such {what}") from None
     except OSError as e:
-        raise os_error(path, f"read {what}", e) from None
+        raise os_error(path, e) from None
     if not stat.S_ISREG(st.st_mode):
         kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
         raise BigBiGANError(f"{path}: expected a regular {what}, found {kind}")
@@ -159,7 +161,8 @@ def ensure_dir(path: str | os.PathLike[str], flag: str = "--out") -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise BigBiGANError(f"{flag} {path}: exists and is not a directory") from None
+        reason = "a file of that name exists"
+        raise BigBiGANError(f"{flag} {path}: cannot create directory ({reason})") from None
     except OSError as e:
         raise BigBiGANError(f"{flag} {path}: cannot create directory ({e.strerror})") from None
     if missing and _scopes:
@@ -211,12 +214,12 @@ def atomic_path(path: str | os.PathLike[str], *, replaces_input: bool = False) -
     if not replaces_input:
         guard_output(path)
     parent = path.parent
-    ensure_dir(parent, flag=str(path))
+    ensure_dir(parent, flag=f"{path}:")
     remove_stale_temporaries(parent, path.name)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=parent)
     except OSError as e:
-        raise os_error(path, "write", e) from None
+        raise os_error(path, e) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -228,7 +231,7 @@ def atomic_path(path: str | os.PathLike[str], *, replaces_input: bool = False) -
             guard_output(path)  # the block may have read it
         os.replace(tmp_path, path)
     except OSError as e:
-        raise os_error(path, "write", e) from None
+        raise os_error(path, e) from None
     finally:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
@@ -270,7 +273,7 @@ def read_json_document(
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise BigBiGANError(f"{path}: not valid JSON ({e})") from None
     except OSError as e:
-        raise os_error(path, "read", e) from None
+        raise os_error(path, e) from None
     if not isinstance(doc, dict):
         raise BigBiGANError(f"{path}: expected a JSON object, found {type(doc).__name__}")
     if expected_format is not None and doc.get("format") != expected_format:
@@ -287,13 +290,13 @@ def directory_lock(directory: str | os.PathLike[str], flag: str = "--out") -> It
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
-        raise os_error(f"{flag} {directory}", "open directory", e) from None
+        raise os_error(f"{flag} {directory}", e) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise os_error(f"{flag} {directory}", "lock", e) from None
+                raise os_error(f"{flag} {directory}", e) from None
             raise BigBiGANError(
                 f"{flag} {directory}: another bigbigan process is writing to it; "
                 "wait for it to finish or use another directory"

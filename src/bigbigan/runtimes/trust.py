@@ -46,9 +46,8 @@ def record(path: str | os.PathLike[str]) -> str:
         with contextlib.suppress(FileExistsError):
             os.close(os.open(entry, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
     except OSError as e:
-        raise os_error(
-            entry.parent, f"record the package digest (set {ENV} to a writable folder)", e
-        ) from None
+        where = f"trust store {entry.parent} (set {ENV} to a writable folder)"
+        raise os_error(where, e) from None
     return digest
 
 

@@ -215,7 +215,7 @@ def save(
         shutil.rmtree(staging, ignore_errors=True)
         with contextlib.suppress(OSError):
             pointer_tmp.unlink()
-        raise os_error(final, "write checkpoint", e) from None
+        raise os_error(final, e) from None
     except BaseException:  # Ctrl-C: no temporary is left behind either
         shutil.rmtree(staging, ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -242,7 +242,8 @@ def _json_bytes(document: dict[str, Any]) -> bytes:
 
 def resolve(path: str | Path) -> Path:
     """Accept a run/checkpoint directory, a step folder, a `checkpoint.json` or a weights file
-    beside it (`model.safetensors`); return the JSON's path. A run without a pointer (killed before its first one) resolves to its newest folder."""
+    beside it (`model.safetensors`); return the JSON's path. A run without a pointer (killed
+    before its first one) resolves to its newest folder."""
     path = Path(path)
     candidate = path / CONFIG_FILE if path.is_dir() else path
     if path.suffix == ".safetensors" and path.is_file():  # what a user sees first
