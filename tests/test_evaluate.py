@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bigbigan.cli.main import main
 from bigbigan.config import TrainConfig
 from bigbigan.errors import BigBiGANError
 from bigbigan.quality import evaluate as evaluate_module
@@ -105,7 +106,7 @@ def test_errors(run_dir: Path, classifier_dir: Path, tmp_path: Path) -> None:
         evaluate(run_dir, classifier_path=classifier_dir, n=1)
     with pytest.raises(BigBiGANError, match="no classifier.json"):
         evaluate(run_dir, classifier_path=tmp_path)
-    with pytest.raises(BigBiGANError, match="--checkpoint"):
+    with pytest.raises(BigBiGANError, match=r"checkpoint=.*no checkpoint.json"):
         evaluate(tmp_path, classifier_path=classifier_dir)
 
 
@@ -131,3 +132,11 @@ def test_classifier_for_another_dataset_is_refused(
     )
     with pytest.raises(BigBiGANError, match="trained on mnist, the checkpoint on digits"):
         evaluate(run_dir, classifier_path=other, **SMALL)
+
+
+def test_cli_names_the_checkpoint_flag(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The library names the parameter; the CLI edge names the flag that set it."""
+    assert main(["evaluate", "--checkpoint", str(tmp_path), "--classifier", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert f"--checkpoint {tmp_path}: no checkpoint.json found" in err
