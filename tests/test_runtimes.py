@@ -143,7 +143,7 @@ def test_onnxruntime_options(tiny_onnx: ExportReport) -> None:
 
 
 def test_registry_and_versions() -> None:
-    assert set(RUNNERS) == {"torch", "onnxruntime", "aoti", "tensorrt"}
+    assert set(RUNNERS) == {"torch", "onnxruntime", "aoti", "tensorrt", "openvino"}
     assert RUNNERS["onnxruntime"] is OnnxRuntimeRunner and RUNNERS["aoti"] is AOTIRunner
     for name, cls in RUNNERS.items():
         assert issubclass(cls, Runner) and cls.name == name and cls.suffixes
@@ -193,7 +193,7 @@ def test_unknown_type_lists_known_ones(tmp_path: Path) -> None:
         open_runner(path)
     for known in ("checkpoint.json (torch)", ".onnx/.ort (onnxruntime)", ".pt2 (aoti)"):
         assert known in str(info.value)
-    assert ".engine/.plan (tensorrt)" in str(info.value)
+    assert ".engine/.plan (tensorrt)" in str(info.value) and ".xml (openvino)" in str(info.value)
 
 
 def test_pt2_needs_aoti_content_and_sidecar(tmp_path: Path) -> None:

@@ -18,18 +18,18 @@ from bigbigan.compare.files import compare_arrays, load_outputs, save_side_by_si
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, write_text
 from bigbigan.infer import InferResult, infer
+from bigbigan.runtimes import registry
 
 T = TypeVar("T")
 
-TARGETS = ("onnx", "ort", "aoti", "tensorrt", "ascend")  # "onnx": the plain export, uncompiled
+PLAIN = "onnx"  # the plain export, uncompiled; every other target is a registered compile target
 DEFAULT_TARGETS = ("onnx", "ort", "aoti")
-ARTIFACTS = {
-    "ort": "G.ort.onnx",
-    "aoti": "G.pt2",
-    "tensorrt": "G.engine",
-    "ascend": "G.om",
-}
 GRID_FILE = "grid.png"
+
+
+def known_targets() -> tuple[str, ...]:
+    """The `--targets` names: the plain export, then every registered compile target."""
+    return (PLAIN, *registry.targets())
 
 
 @dataclass
@@ -76,15 +76,16 @@ def pipeline(
     from bigbigan.inputs import make_inputs
     from bigbigan.training import checkpoint as ckpt_io
 
-    unknown = [t for t in targets if t not in TARGETS]
+    known = known_targets()
+    unknown = [t for t in targets if t not in known]
     if unknown:
-        raise BigBiGANError(f"--targets {','.join(unknown)}: expected some of {', '.join(TARGETS)}")
+        raise BigBiGANError(f"--targets {','.join(unknown)}: expected some of {', '.join(known)}")
     if loop < 1:
         raise BigBiGANError(f"--loop {loop}: expected a positive number of runs")
     ckpt = ckpt_io.read(checkpoint)
     out = ensure_dir(out)
-    runnable = [t for t in targets if t != "ascend"]
-    progress = Progress(4 + 2 * len(runnable) - ("onnx" in runnable) + ("ascend" in targets), echo)
+    noted = [t for t in targets if t != PLAIN and not registry.TARGETS[t].runnable]
+    progress = Progress(4 + 2 * len(targets) - (PLAIN in targets) - len(noted), echo)
 
     inputs = progress.run(
         f"make-inputs (batch {batch}, seed {seed})",
@@ -111,20 +112,19 @@ def pipeline(
     )
     notes: dict[str, str] = {}
     for target in targets:
-        if target == "onnx":
-            stages.append(progress.run("infer onnx", lambda: run("onnx", onnx_path)))
+        if target == PLAIN:
+            stages.append(progress.run("infer onnx", lambda: run(PLAIN, onnx_path)))
             continue
-        artifact = out / ARTIFACTS[target]
+        artifact = out / registry.TARGETS[target].artifact
         report = progress.run(
             f"compile {target}",
             lambda t=target, a=artifact: compile_model(
                 onnx_path, target=t, out=a, device=device, batch=batch, tolerance=tolerance
             ),
         )
-        if target == "ascend":
-            notes["ascend"] = (
-                f"{report.command}  ({report.note})" if report.note else report.command
-            )
+        if target in noted:  # built for hardware elsewhere: the report gives its command
+            command = report.command or str(report.path)
+            notes[target] = f"{command}  ({report.note})" if report.note else command
             continue
         stages.append(progress.run(f"infer {target}", lambda t=target, a=artifact: run(t, a)))
 
