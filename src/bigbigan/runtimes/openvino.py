@@ -134,27 +134,31 @@ class OpenVINORunner(Runner):
             config["INFERENCE_NUM_THREADS"] = self.threads
         try:
             core = ov.Core()
-            self._compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+            model = core.read_model(str(self.path))
+            self._compiled = core.compile_model(model, "CPU", config)
             self._request = self._compiled.create_infer_request()
         except Exception as e:  # OpenVINO raises RuntimeError with multi-line C++ context
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise BigBiGANError(f"{self.path}: OpenVINO cannot compile it: {first}") from None
         inputs = [_spec(port) for port in self._compiled.inputs]
         outputs = [_spec(port) for port in self._compiled.outputs]
+        # A compiled port may also carry a fused later tensor's name (x2 as `_to_copy`): names
+        # come from the sidecar, the ONNX, or else the model as read; shapes from the compiled.
         names = (meta["inputs"], meta["outputs"]) if meta else None
-        if self.path.suffix.lower() == ".onnx":  # OpenVINO may name a port after a later tensor
+        if self.path.suffix.lower() == ".onnx":
             import onnx
 
             from bigbigan.export import onnx_specs
 
             names = onnx_specs(onnx.load(str(self.path), load_external_data=False))
-        if names is not None:
-            inputs = [
-                TensorSpec(n.name, s.dtype, s.shape) for n, s in zip(names[0], inputs, strict=True)
-            ]
-            outputs = [
-                TensorSpec(n.name, s.dtype, s.shape) for n, s in zip(names[1], outputs, strict=True)
-            ]
+        if names is None:
+            names = [_spec(port) for port in model.inputs], [_spec(port) for port in model.outputs]
+        inputs = [
+            TensorSpec(n.name, s.dtype, s.shape) for n, s in zip(names[0], inputs, strict=True)
+        ]
+        outputs = [
+            TensorSpec(n.name, s.dtype, s.shape) for n, s in zip(names[1], outputs, strict=True)
+        ]
         return inputs, outputs
 
     def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -199,7 +203,11 @@ def _build_openvino(job: CompileJob) -> CompileReport:
         onnx.save_model(source, str(onnx_path))
         started = time.perf_counter()
         try:
-            ov.save_model(ov.convert_model(str(onnx_path)), str(path), compress_to_fp16=False)
+            model = ov.convert_model(str(onnx_path))
+            ports, specs = [*model.inputs, *model.outputs], [*job.inputs, *job.outputs]
+            for port, spec in zip(ports, specs, strict=True):
+                port.get_tensor().set_names({spec.name})  # the IR declares the ONNX's names
+            ov.save_model(model, str(path), compress_to_fp16=False)
         except Exception as e:  # OpenVINO's frontends raise RuntimeError and friends
             msg = f"{job.onnx_path}: OpenVINO cannot convert it: {first_line(e)}"
             raise BigBiGANError(msg) from None
