@@ -483,6 +483,25 @@ def _check_settings(
         raise BigBiGANError(f"--threads {threads}: expected a positive integer")
 
 
+def _model_under_test(
+    checkpoint: str | Path | None, ch: int, dataset: str, work: Path, log: Callable[[str], None]
+) -> tuple[Path, str, Any]:
+    """(checkpoint directory, how the JSON names it, its record): the given checkpoint, or
+    random weights at width `ch`; bench measures the conditional generator only."""
+    from bigbigan.training import checkpoint as checkpoint_module
+
+    if checkpoint is None:
+        log(f"random weights, ch={ch} ({dataset} shapes, seed {RANDOM_SEED})")
+        checkpoint = random_checkpoint(work / f"random_ch{ch}", ch=ch, dataset=dataset)
+        source = f"random weights (ch={ch}, seed {RANDOM_SEED}, batch-norm statistics measured)"
+    else:
+        source = str(Path(checkpoint).resolve())
+    ckpt = checkpoint_module.read(checkpoint)
+    if not ckpt.model.conditional:
+        raise BigBiGANError(f"{checkpoint}: bench measures the conditional generator (x1, x2)")
+    return Path(checkpoint), source, ckpt
+
+
 def bench(
     checkpoint: str | Path | None,
     *,
@@ -506,14 +525,17 @@ def bench(
     docstring. `backends` None: every registered one (`registry.bench_backends()`).
     `checkpoint` None: random weights at width `ch` (seeded). `classifier`: the evaluation
     classifier directory for label accuracy (default: the shipped one for the checkpoint's
-    dataset, when there is one)."""
+    dataset, when there is one).
+
+    Longer than the rest: it is the run's script, step by step (settings, model, rows, label
+    accuracy, timing, ratios, JSON and chart), each step one of the helpers above or a few lines
+    that read best where they happen."""
     import torch
 
     from bigbigan.export import export_onnx, random_feed
     from bigbigan.model.networks import generator_flops
     from bigbigan.runtimes.base import require_cuda
     from bigbigan.runtimes.torch import offline_specs
-    from bigbigan.training import checkpoint as checkpoint_module
 
     log = log or (lambda _msg: None)
     backends = registry.bench_backends() if backends is None else tuple(backends)
@@ -527,17 +549,8 @@ def bench(
     out = ensure_dir(out)
     work = ensure_dir(out / "artifacts")
 
-    if checkpoint is None:
-        log(f"random weights, ch={ch} ({dataset} shapes, seed {RANDOM_SEED})")
-        checkpoint = random_checkpoint(work / f"random_ch{ch}", ch=ch, dataset=dataset)
-        source = f"random weights (ch={ch}, seed {RANDOM_SEED}, batch-norm statistics measured)"
-    else:
-        source = str(Path(checkpoint).resolve())
-    checkpoint = Path(checkpoint)
-    ckpt = checkpoint_module.read(checkpoint)
+    checkpoint, source, ckpt = _model_under_test(checkpoint, ch, dataset, work, log)
     cfg = ckpt.model
-    if not cfg.conditional:
-        raise BigBiGANError(f"{checkpoint}: bench measures the conditional generator (x1, x2)")
     log("exporting ONNX ...")
     onnx_path = export_onnx(checkpoint, work / "G.onnx").path
     specs, _ = offline_specs(cfg)
@@ -562,12 +575,11 @@ def bench(
     if classifier_dir is None and "random_weights" not in ckpt.extra:
         classifier_dir = default_classifier(ckpt.dataset)
     accuracies: dict[str, float] = {}
-    if classifier_dir is not None:
-        for row, runner in opened:
-            log(f"label accuracy: {row.backend} {row.precision} {row.variant}".rstrip())
-            accuracies[_key(row)] = generated_label_accuracy(
-                _images(runner), classifier_dir, cfg.num_classes, cfg.z_dim, samples=label_samples
-            )
+    for row, runner in opened if classifier_dir is not None else ():
+        log(f"label accuracy: {row.backend} {row.precision} {row.variant}".rstrip())
+        accuracies[_key(row)] = generated_label_accuracy(
+            _images(runner), classifier_dir, cfg.num_classes, cfg.z_dim, samples=label_samples
+        )
 
     def sync() -> None:
         if device.startswith("cuda"):
