@@ -14,6 +14,7 @@ import logging
 import time
 import zipfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -381,8 +382,12 @@ def _aoti_rows(settings: BenchSettings) -> list[BenchRow]:
         rows.append(row)
         if settings.micro_batch and not settings.cuda:
             size = settings.micro_batch
-            note = f"large batches run in slices of {size} (infer --micro-batch)"
-            options = {"micro_batch": size}
-            rows.append(BenchRow("aoti", precision, f"micro-batch {size}", "aoti", row.artifact,
-                                 options=options, min_batch=size + 1, note=note))  # fmt: skip
+            sliced = replace(
+                row,
+                variant=f"micro-batch {size}",
+                options={"micro_batch": size},
+                min_batch=size + 1,
+                note=f"large batches run in slices of {size} (infer --micro-batch)",
+            )
+            rows.append(sliced)
     return rows

@@ -362,15 +362,24 @@ def _ort_rows(settings: BenchSettings) -> list[BenchRow]:
         return []
     rows = []
     if "fp32" in settings.precisions:
-        note = "upsampling rewritten, offline-optimised (level all), loaded as is"
-        options = {"optimization_level": "disable"}
-        rows += _with_streams(
-            BenchRow("ort", "fp32", "", "ort", "G.ort.onnx", "onnxruntime", options, note=note),
-            settings,
+        fp32 = BenchRow(
+            "ort",
+            "fp32",
+            model="ort",
+            artifact="G.ort.onnx",
+            runner="onnxruntime",
+            options={"optimization_level": "disable"},
+            note="upsampling rewritten, offline-optimised (level all), loaded as is",
         )
+        rows += _with_streams(fp32, settings)
     if "int8" in settings.precisions:
-        note = "static QDQ, per-channel, U8S8"
-        rows += _with_streams(
-            BenchRow("ort", "int8", "", "ort", "G.int8.onnx", "onnxruntime", note=note), settings
+        int8 = BenchRow(
+            "ort",
+            "int8",
+            model="ort",
+            artifact="G.int8.onnx",
+            runner="onnxruntime",
+            note="static QDQ, per-channel, U8S8",
         )
+        rows += _with_streams(int8, settings)
     return rows
