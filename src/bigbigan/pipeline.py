@@ -70,7 +70,10 @@ def pipeline(
     tolerance: float = 1e-4,
     echo: bool = True,
 ) -> dict[str, Any]:
-    """Run every stage for `checkpoint` into `out`; return the report (also written)."""
+    """Run every stage for `checkpoint` into `out`; return the report (also written).
+
+    `targets` are "onnx" (the plain export) and registered compile targets (`known_targets()`).
+    One function because it is the stages in the order they run, each a call into its module."""
     from bigbigan.compile import compile_model
     from bigbigan.export import export_onnx
     from bigbigan.inputs import make_inputs
