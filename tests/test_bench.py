@@ -225,16 +225,27 @@ def test_time_calls_warms_up_then_times() -> None:
     assert len(calls) == 7 and len(seconds) == 1
 
 
-def test_gpu_candidates_are_listed_without_a_gpu(tiny_checkpoint: Path) -> None:
-    from bigbigan.bench import _cudagraph_candidates, _torch_candidates
+def test_gpu_rows_are_listed_without_a_gpu() -> None:
+    from bigbigan.runtimes.registry import BenchSettings, plan_rows
 
-    graphs = _cudagraph_candidates(tiny_checkpoint, "cuda", ("fp32", "bf16", "fp16", "int8"))
-    assert [(c.backend, c.precision) for c in graphs] == [
+    every = ("fp32", "bf16", "fp16", "int8")
+    graphs = plan_rows(("cudagraph",), BenchSettings("cuda", every, 4, 32))
+    assert [(r.backend, r.precision) for r in graphs] == [
         ("cudagraph", "fp32"), ("cudagraph", "bf16"), ("cudagraph", "fp16")
     ]  # fmt: skip
-    eager = _torch_candidates(tiny_checkpoint, "cuda", ("fp32", "bf16", "fp16"))
-    assert [(c.precision, c.variant) for c in eager] == [("fp32", ""), ("bf16", ""), ("fp16", "")]
-    cpu = _torch_candidates(tiny_checkpoint, "cpu", ("fp32", "bf16", "fp16"))
-    assert [(c.precision, c.variant) for c in cpu] == [
+    assert all(r.model == "checkpoint" and r.options["cuda_graph"] for r in graphs)
+    assert plan_rows(("cudagraph",), BenchSettings("cpu", every, 4, 32)) == []
+    eager = plan_rows(("torch",), BenchSettings("cuda", ("fp32", "bf16", "fp16"), 4, 32))
+    assert [(r.precision, r.variant) for r in eager] == [("fp32", ""), ("bf16", ""), ("fp16", "")]
+    cpu = plan_rows(("torch",), BenchSettings("cpu", ("fp32", "bf16", "fp16"), 4, 32))
+    assert [(r.precision, r.variant) for r in cpu] == [
         ("fp32", ""), ("fp32", "channels-last"), ("bf16", "channels-last")
     ]  # fmt: skip
+    assert cpu[2].options == {"precision": "bf16", "channels_last": True}
+    gpu = plan_rows(("onnxruntime", "ort", "aoti", "openvino"), BenchSettings("cuda", every, 4, 32))
+    assert [(r.backend, r.precision, r.variant, r.artifact) for r in gpu] == [
+        ("onnxruntime", "fp32", "", ""),
+        ("aoti", "fp32", "", "G.fp32.cuda.pt2"),
+        ("aoti", "bf16", "", "G.bf16.cuda.pt2"),
+        ("aoti", "fp16", "", "G.fp16.cuda.pt2"),
+    ]  # no streams, micro-batches, ort or openvino rows on a GPU

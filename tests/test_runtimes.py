@@ -143,7 +143,7 @@ def test_onnxruntime_options(tiny_onnx: ExportReport) -> None:
 
 
 def test_registry_and_versions() -> None:
-    assert set(RUNNERS) == {"torch", "onnxruntime", "aoti", "tensorrt"}
+    assert set(RUNNERS) == {"torch", "onnxruntime", "aoti", "tensorrt", "openvino"}
     assert RUNNERS["onnxruntime"] is OnnxRuntimeRunner and RUNNERS["aoti"] is AOTIRunner
     for name, cls in RUNNERS.items():
         assert issubclass(cls, Runner) and cls.name == name and cls.suffixes
@@ -193,7 +193,7 @@ def test_unknown_type_lists_known_ones(tmp_path: Path) -> None:
         open_runner(path)
     for known in ("checkpoint.json (torch)", ".onnx/.ort (onnxruntime)", ".pt2 (aoti)", ".pb"):
         assert known in str(info.value)
-    assert ".engine/.plan (tensorrt)" in str(info.value)
+    assert ".engine/.plan (tensorrt)" in str(info.value) and ".xml (openvino)" in str(info.value)
 
 
 def test_pt2_needs_aoti_content_and_sidecar(tmp_path: Path) -> None:
@@ -272,3 +272,21 @@ def test_aoti_package_runs_only_on_its_device(tiny_aoti: CompileReport) -> None:
         pytest.skip("a CUDA GPU is visible")
     with pytest.raises(BigBiGANError, match="compiled for cpu, cannot run on --device cuda"):
         open_runner(tiny_aoti.path, device="cuda").load()
+
+
+def test_staged_call_hook(tiny_checkpoint: Path, tiny_onnx: ExportReport) -> None:
+    """Runner.staged_call: the public hook phase timing uses (no private attributes)."""
+    from bigbigan.runtimes.base import PHASES
+
+    feed = _feed(3)
+    runner = open_runner(tiny_checkpoint)
+    with pytest.raises(BigBiGANError, match="before load"):
+        runner.staged_call()
+    with runner:
+        assert runner.staged_call() is None  # the CPU has no transfer to time
+        split = runner.staged_call(force=True)
+        outputs, phases = split(feed)
+        assert len(phases) == len(PHASES) == 3 and all(ms >= 0 for ms in phases)
+        assert outputs["images"].tobytes() == runner.infer(feed)["images"].tobytes()
+    with open_runner(tiny_onnx.path) as runner:
+        assert runner.staged_call(force=True) is None  # ONNX Runtime cannot split a call

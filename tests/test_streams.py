@@ -69,7 +69,7 @@ def static_model(tiny_onnx: ExportReport, tmp_path: Path) -> Path:
     """The tiny generator with its batch fixed at 4."""
     import onnx
 
-    from bigbigan.compile import static_onnx
+    from bigbigan.runtimes.ascend import static_onnx
 
     path = tmp_path / "G_static.onnx"
     onnx.save(static_onnx(onnx.load(str(tiny_onnx.path)), 4), str(path))

@@ -3,15 +3,17 @@
     rows = bench(None, ch=64, batch_sizes=(1, 16, 256), out="out/bench").rows
 
 One checkpoint (given, or random weights with measured batch-norm statistics) is exported once
-and compiled for every target that is available here; then, per batch size, every candidate runs
+and compiled for every target that is available here; then, per batch size, every row runs
 the same seeded inputs: warm-up calls (excluded; they give the accuracy figures), then `repeats`
 timed calls (`time_calls`). Each row has images/s (batch / median latency), the median latency
 and its spread (p10, p90, IQR), the mean/max absolute pixel difference against PyTorch fp32 on
 the same inputs, and the speed ratio against the plain ONNX Runtime fp32 session (`bigbigan
 export`'s file, default options) measured in the same run. Output: a table, `bench.json`,
-`bench.png`.
+`bench.png`. The rows come from the registry: each backend's runtime module lists its rows as
+`open_runner` arguments (runtimes/registry.py `BenchRow`), and the artifacts they need are built
+with `compile_model`.
 
-On a GPU (`device="cuda"`) the candidates are PyTorch eager and CUDA graphs in fp32/bf16/fp16,
+On a GPU (`device="cuda"`) the rows are PyTorch eager and CUDA graphs in fp32/bf16/fp16,
 AOTInductor packages for CUDA, and ONNX Runtime's CUDA provider where installed; every row also
 reports the fraction of the GPU's dense bf16 peak that it reaches.
 """
@@ -32,11 +34,13 @@ import numpy as np
 from bigbigan import limits
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import atomic_path, ensure_dir, write_text
+from bigbigan.runtimes import registry
+from bigbigan.runtimes.base import Runner
+from bigbigan.runtimes.registry import BenchRow, BenchSettings
 
 FORMAT = "bigbigan-bench"
 VERSION = 1
 BATCH_SIZES = (1, 16, 256)
-BACKENDS = ("torch", "onnxruntime", "ort", "aoti", "openvino", "cudagraph")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 REFERENCE = (
     "onnxruntime",
@@ -178,143 +182,7 @@ def time_calls(
     return output, seconds
 
 
-# ---- candidates ----
-
-
 Infer = Callable[[dict[str, np.ndarray]], np.ndarray]
-
-
-@dataclass
-class Candidate:
-    """Something to time: `open()` returns a function feed -> images (host float32 NHWC)."""
-
-    backend: str
-    precision: str
-    variant: str
-    open: Callable[[], Infer]
-    close: Callable[[], None] = lambda: None
-    min_batch: int = 1  # smaller batches skip it (a micro-batched row below its slice size)
-    note: str = ""
-
-
-def _runner_candidate(
-    backend: str,
-    precision: str,
-    variant: str,
-    make: Callable[[], Any],
-    note: str = "",
-    min_batch: int = 1,
-) -> Candidate:
-    """A candidate over a bigbigan Runner (loaded on open, closed on close)."""
-    state: dict[str, Any] = {}
-
-    def open_() -> Infer:
-        runner = make()
-        runner.load()
-        state["runner"] = runner
-        output = runner.outputs[0].name
-        return lambda feed: runner.infer(feed)[output]
-
-    def close() -> None:
-        if "runner" in state:
-            state.pop("runner").close()
-
-    return Candidate(backend, precision, variant, open_, close, min_batch, note)
-
-
-def _torch_candidates(checkpoint: Path, device: str, precisions: Sequence[str]) -> list[Candidate]:
-    """PyTorch eager fp32 (the accuracy reference), channels-last, and bf16/fp16 eager."""
-    import torch
-
-    from bigbigan.compile import cast_module
-    from bigbigan.model.networks import offline_module
-    from bigbigan.training.checkpoint import load_model
-
-    model, _ = load_model(checkpoint)
-
-    def eager(dtype: Any = None, channels_last: bool = False) -> Callable[[], Infer]:
-        def open_() -> Infer:
-            module = offline_module(model).eval().to(device)
-            if channels_last:
-                module = module.to(memory_format=torch.channels_last)
-            if dtype is not None:
-                module = cast_module(module, dtype)
-
-            def run(feed: dict[str, np.ndarray]) -> np.ndarray:
-                args = [torch.from_numpy(v).to(device) for v in feed.values()]
-                with torch.inference_mode():
-                    return module(*args).cpu().numpy()
-
-            return run
-
-        return open_
-
-    rows = [Candidate("torch", "fp32", "", eager())]
-    if device == "cpu":
-        rows.append(Candidate("torch", "fp32", "channels-last", eager(channels_last=True)))
-    if "bf16" in precisions:
-        cl = device == "cpu"
-        rows.append(
-            Candidate("torch", "bf16", "channels-last" if cl else "", eager(torch.bfloat16, cl))
-        )
-    if "fp16" in precisions and device != "cpu":
-        rows.append(Candidate("torch", "fp16", "", eager(torch.float16)))
-    return rows
-
-
-def _cudagraph_candidates(
-    checkpoint: Path, device: str, precisions: Sequence[str]
-) -> list[Candidate]:
-    """PyTorch eager captured once per batch size into a CUDA graph, replayed on static input
-    buffers: one launch per batch instead of one per kernel."""
-    import torch
-
-    from bigbigan.compile import cast_module
-    from bigbigan.model.networks import offline_module
-    from bigbigan.training.checkpoint import load_model
-
-    model, _ = load_model(checkpoint)
-
-    def graphed(dtype: Any) -> Callable[[], Infer]:
-        def open_() -> Infer:
-            module = offline_module(model).eval().to(device)
-            if dtype is not None:
-                module = cast_module(module, dtype)
-            graphs: dict[int, tuple[Any, list[Any], Any]] = {}
-
-            def capture(feed: dict[str, np.ndarray]) -> tuple[Any, list[Any], Any]:
-                static = [torch.from_numpy(v).to(device) for v in feed.values()]
-                stream = torch.cuda.Stream(device)
-                stream.wait_stream(torch.cuda.current_stream(device))
-                with torch.cuda.stream(stream), torch.inference_mode():
-                    for _ in range(2):  # warm up cuDNN's algorithm choice outside the graph
-                        module(*static)
-                torch.cuda.current_stream(device).wait_stream(stream)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph), torch.inference_mode():
-                    output = module(*static)
-                return graph, static, output
-
-            def run(feed: dict[str, np.ndarray]) -> np.ndarray:
-                n = next(iter(feed.values())).shape[0]
-                if n not in graphs:
-                    graphs[n] = capture(feed)
-                graph, static, output = graphs[n]
-                for buffer, value in zip(static, feed.values(), strict=True):
-                    buffer.copy_(torch.from_numpy(value), non_blocking=False)
-                graph.replay()
-                return output.cpu().numpy()
-
-            return run
-
-        return open_
-
-    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-    return [
-        Candidate("cudagraph", p, "", graphed(dtypes[p]))
-        for p in ("fp32", "bf16", "fp16")
-        if p in precisions
-    ]
 
 
 # ---- the model under test ----
@@ -451,134 +319,189 @@ def gpu_bf16_peak(name: str) -> float | None:
     return None
 
 
-def _candidates(
+def _open_rows(
+    rows: Sequence[BenchRow],
     *,
     checkpoint: Path,
     onnx_path: Path,
     work: Path,
     device: str,
-    backends: Sequence[str],
-    precisions: Sequence[str],
     threads: int | None,
-    micro_batch: int,
-    streams: int,
     skipped: list[dict[str, str]],
     log: Callable[[str], None],
-) -> list[Candidate]:
-    """Build every artifact the selection asks for; what cannot be built here is skipped with
-    its reason (a missing package, no GPU, ...), never fatal."""
+) -> list[tuple[BenchRow, Runner]]:
+    """Each row's runner, loaded: its model is the checkpoint, the export, or an artifact that
+    `compile_model` builds once into `work`. What cannot be built or opened here (a missing
+    package, no GPU, ...) is skipped with its reason, never fatal. A row split across streams
+    runs one thread a copy; every other row gets `threads`."""
     from bigbigan.compile import compile_model
     from bigbigan.runtimes import open_runner
-    from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
 
-    cuda = device.startswith("cuda")
-    found: list[Candidate] = []
-    if "torch" in backends:
-        found += _torch_candidates(checkpoint, device, precisions)
-    if "cudagraph" in backends and cuda:
-        found += _cudagraph_candidates(checkpoint, device, precisions)
+    models: dict[tuple[str, str, str], Path | None] = {}
 
-    def ort_runner(path: Path, level: str = "all") -> Callable[[], Any]:
-        return lambda: OnnxRuntimeRunner(
-            path, device=device, threads=threads, optimization_level=level
-        )
-
-    def ort_rows(
-        precision: str, path: Path, note: str, backend: str = "ort", level: str = "all"
-    ) -> list[Candidate]:
-        """The ONNX Runtime session as it comes, and (CPU) as `streams` single-thread copies."""
-        rows = [_runner_candidate(backend, precision, "", ort_runner(path, level), note)]
-        if streams > 1 and not cuda:
-            note = f"{note}; batch split across {streams} copies, 1 thread each"
-            rows.append(
-                _runner_candidate(
-                    backend,
-                    precision,
-                    f"{streams} streams",
-                    lambda: open_runner(
-                        path, backend="onnxruntime", streams=streams, optimization_level=level
-                    ),
-                    note,
-                    streams,
-                )
-            )
-        return rows
-
-    def build(target: str, precision: str, out: Path) -> Path | None:
-        log(f"compiling {target} {precision} ...")
+    def build(row: BenchRow) -> Path | None:
+        log(f"compiling {row.model} {row.precision} ...")
         try:
             started = time.perf_counter()
             report = compile_model(
                 onnx_path,
-                target=target,
-                precision=precision,
-                out=out,
+                target=row.model,
+                precision=row.precision,
+                out=work / row.artifact,
                 device=device,
                 checkpoint=checkpoint,
             )
             log(f"  {report.path.name} in {time.perf_counter() - started:.0f} s")
             return report.path
         except BigBiGANError as e:
-            skipped.append({"backend": target, "precision": precision, "reason": str(e)})
+            skipped.append({"backend": row.model, "precision": row.precision, "reason": str(e)})
             log(f"  skipped: {e}")
             return None
 
-    if "onnxruntime" in backends and "fp32" in precisions:
-        from bigbigan.runtimes.onnxruntime import providers_for
-
+    opened: list[tuple[BenchRow, Runner]] = []
+    for row in rows:
+        if row.model in ("checkpoint", "onnx"):
+            path = checkpoint if row.model == "checkpoint" else onnx_path
+        else:
+            key = (row.model, row.precision, row.artifact)
+            path = models[key] if key in models else models.setdefault(key, build(row))
+        if path is None:
+            continue
+        streamed = row.options.get("streams", 1) > 1
         try:
-            providers_for(device)  # CUDA needs onnxruntime-gpu
-            found += ort_rows("fp32", onnx_path, "plain export, defaults", "onnxruntime")
+            runner = open_runner(
+                path,
+                backend=row.runner,
+                device=device,
+                threads=None if streamed else threads,
+                **row.options,
+            )
+            opened.append((row, runner.load()))
         except BigBiGANError as e:
-            skipped.append({"backend": "onnxruntime", "precision": "fp32", "reason": str(e)})
-    if "ort" in backends:
-        if "fp32" in precisions:
-            path = build("ort", "fp32", work / "G.ort.onnx") if not cuda else None
-            if path is not None:
-                note = "upsampling rewritten, offline-optimised (level all), loaded as is"
-                found += ort_rows("fp32", path, note, level="disable")
-        if "int8" in precisions and not cuda:
-            path = build("ort", "int8", work / "G.int8.onnx")
-            if path is not None:
-                found += ort_rows("int8", path, "static QDQ, per-channel, U8S8")
-    if "aoti" in backends:
-        wanted = [p for p in ("fp32", "bf16", "fp16" if cuda else "int8") if p in precisions]
-        for precision in wanted:
-            path = build("aoti", precision, work / f"G.{precision}.{'cuda' if cuda else 'cpu'}.pt2")
-            if path is None:
-                continue
+            skipped.append({"backend": row.backend, "precision": row.precision, "reason": str(e)})
+    return opened
 
-            def make(path: Path = path, size: int = 0) -> Any:
-                return open_runner(path, device=device, threads=threads, micro_batch=size)
 
-            found.append(_runner_candidate("aoti", precision, "", make))
-            if micro_batch and not cuda:
-                found.append(
-                    _runner_candidate(
-                        "aoti",
-                        precision,
-                        f"micro-batch {micro_batch}",
-                        lambda path=path: make(path, micro_batch),
-                        f"large batches run in slices of {micro_batch} (infer --micro-batch)",
-                        micro_batch + 1,
-                    )
-                )
-    if "openvino" in backends and not cuda:
-        from bigbigan.runtimes.openvino import OpenVINORunner, import_openvino
+def _images(runner: Runner) -> Infer:
+    """The runner as a function feed -> its first output (the images)."""
+    name = runner.outputs[0].name
+    return lambda feed: runner.infer(feed)[name]
 
-        try:
-            import_openvino()
-            for precision in ("fp32", "bf16"):
-                if precision in precisions:
 
-                    def make_ov(precision: str = precision) -> Any:
-                        return OpenVINORunner(onnx_path, threads=threads, precision=precision)
+def _key(row: BenchRow) -> str:
+    return f"{row.backend}|{row.precision}|{row.variant}"
 
-                    note = f"the exported ONNX, INFERENCE_PRECISION_HINT {precision}"
-                    found.append(_runner_candidate("openvino", precision, "", make_ov, note))
-        except BigBiGANError as e:
-            skipped.append({"backend": "openvino", "precision": "*", "reason": str(e)})
-    return found
+
+def _measure(
+    opened: Sequence[tuple[BenchRow, Runner]],
+    feed: dict[str, np.ndarray],
+    *,
+    warmup: int,
+    repeats: int,
+    accuracies: dict[str, float],
+    sync: Callable[[], None],
+) -> list[Row]:
+    """One batch size: every row that takes it timed on `feed` (`time_calls`), its images
+    compared with PyTorch fp32's (the row with no variant) on the same feed."""
+    batch = next(iter(feed.values())).shape[0]
+    active = [(row, runner) for row, runner in opened if batch >= row.min_batch]
+    outputs: list[np.ndarray] = []
+    times: list[list[float]] = []
+    for _, runner in active:
+        output, seconds = time_calls(
+            _images(runner), feed, warmup=warmup, repeats=repeats, sync=sync
+        )
+        outputs.append(output)
+        times.append(seconds)
+    reference = next(
+        out
+        for (row, _), out in zip(active, outputs, strict=True)
+        if (row.backend, row.precision, row.variant) == ("torch", "fp32", "")
+    ).astype(np.float64)
+    rows = []
+    for (row, _), output, seconds in zip(active, outputs, times, strict=True):
+        stats = latency_stats(seconds)
+        diff = np.abs(output.astype(np.float64) - reference)
+        rows.append(
+            Row(
+                backend=row.backend,
+                precision=row.precision,
+                variant=row.variant,
+                batch=batch,
+                images_per_s=batch / (stats["latency_ms"] / 1e3),
+                repeats=repeats,
+                mean_abs_diff=float(diff.mean()),
+                max_abs_diff=float(diff.max()),
+                label_accuracy=accuracies.get(_key(row)),
+                note=row.note,
+                **stats,
+            )
+        )
+    return rows
+
+
+def _set_ratios(rows: Sequence[Row]) -> tuple[str, str, str]:
+    """Each row's speed over the reference row's at its batch size; returns the reference
+    (REFERENCE, or PyTorch fp32 where there is no ONNX Runtime row, e.g. no CUDA provider)."""
+    reference = REFERENCE
+    if not any((r.backend, r.precision, r.variant) == REFERENCE for r in rows):
+        reference = ("torch", "fp32", "")
+    base = {r.batch: r for r in rows if (r.backend, r.precision, r.variant) == reference}
+    for row in rows:
+        ref = base.get(row.batch)
+        row.ratio = row.images_per_s / ref.images_per_s if ref else None
+    return reference
+
+
+def _check_settings(
+    backends: Sequence[str],
+    precisions: Sequence[str],
+    device: str,
+    repeats: int,
+    warmup: int,
+    micro_batch: int,
+    streams: int,
+    threads: int | None,
+) -> None:
+    """Refuse a bad selection before any slow step, one line naming the flag."""
+    if repeats < 1 or warmup < 0:
+        raise BigBiGANError(f"--repeats {repeats} / --warmup {warmup}: expected >= 1 / >= 0")
+    if micro_batch < 0:
+        raise BigBiGANError(f"--micro-batch {micro_batch}: expected 0 (off) or a positive size")
+    if streams < 0:
+        raise BigBiGANError(f"--streams {streams}: expected 0 or 1 (off) or a number of copies")
+    known = registry.bench_backends()
+    unknown = [b for b in backends if b not in known]
+    if unknown:
+        raise BigBiGANError(f"--backends {','.join(unknown)}: expected some of {', '.join(known)}")
+    if "torch" not in backends or "fp32" not in precisions:
+        raise BigBiGANError(
+            "--backends/--precisions must include torch and fp32: PyTorch fp32 is the accuracy "
+            "reference"
+        )
+    if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
+        raise BigBiGANError(f"--device {device}: expected cpu, cuda or cuda:N")
+    if threads is not None and threads < 1:
+        raise BigBiGANError(f"--threads {threads}: expected a positive integer")
+
+
+def _model_under_test(
+    checkpoint: str | Path | None, ch: int, dataset: str, work: Path, log: Callable[[str], None]
+) -> tuple[Path, str, Any]:
+    """(checkpoint directory, how the JSON names it, its record): the given checkpoint, or
+    random weights at width `ch`; bench measures the conditional generator only."""
+    from bigbigan.training import checkpoint as checkpoint_module
+
+    if checkpoint is None:
+        log(f"random weights, ch={ch} ({dataset} shapes, seed {RANDOM_SEED})")
+        checkpoint = random_checkpoint(work / f"random_ch{ch}", ch=ch, dataset=dataset)
+        source = f"random weights (ch={ch}, seed {RANDOM_SEED}, batch-norm statistics measured)"
+    else:
+        source = str(Path(checkpoint).resolve())
+    ckpt = checkpoint_module.read(checkpoint)
+    if not ckpt.model.conditional:
+        raise BigBiGANError(f"{checkpoint}: bench measures the conditional generator (x1, x2)")
+    return Path(checkpoint), source, ckpt
 
 
 def bench(
@@ -590,7 +513,7 @@ def bench(
     repeats: int = 10,
     warmup: int = 2,
     device: str = "cpu",
-    backends: Sequence[str] = BACKENDS,
+    backends: Sequence[str] | None = None,
     precisions: Sequence[str] = PRECISIONS,
     threads: int | None = None,
     micro_batch: int = DEFAULT_MICRO_BATCH,
@@ -601,35 +524,26 @@ def bench(
     log: Callable[[str], None] | None = None,
 ) -> BenchResult:
     """Benchmark every available backend and precision on one generator; see the module
-    docstring. `checkpoint` None: random weights at width `ch` (seeded). `classifier`: the
-    evaluation classifier directory for label accuracy (default: the shipped one for the
-    checkpoint's dataset, when there is one)."""
+    docstring. `backends` None: every registered one (`registry.bench_backends()`).
+    `checkpoint` None: random weights at width `ch` (seeded). `classifier`: the evaluation
+    classifier directory for label accuracy (default: the shipped one for the checkpoint's
+    dataset, when there is one).
+
+    Longer than the rest: it is the run's script, step by step (settings, model, rows, label
+    accuracy, timing, ratios, JSON and chart), each step one of the helpers above or a few lines
+    that read best where they happen."""
     import torch
 
     from bigbigan.export import export_onnx, random_feed
     from bigbigan.model.networks import generator_flops
     from bigbigan.runtimes.base import require_cuda
     from bigbigan.runtimes.torch import offline_specs
-    from bigbigan.training import checkpoint as checkpoint_module
 
     log = log or (lambda _msg: None)
-    if repeats < 1 or warmup < 0:
-        raise BigBiGANError(f"--repeats {repeats} / --warmup {warmup}: expected >= 1 / >= 0")
-    if micro_batch < 0:
-        raise BigBiGANError(f"--micro-batch {micro_batch}: expected 0 (off) or a positive size")
-    if streams < 0:
-        raise BigBiGANError(f"--streams {streams}: expected 0 or 1 (off) or a number of copies")
-    if "torch" not in backends or "fp32" not in precisions:
-        raise BigBiGANError(
-            "--backends/--precisions must include torch and fp32: PyTorch fp32 is the accuracy "
-            "reference"
-        )
-    if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
-        raise BigBiGANError(f"--device {device}: expected cpu, cuda or cuda:N")
+    backends = registry.bench_backends() if backends is None else tuple(backends)
+    _check_settings(backends, precisions, device, repeats, warmup, micro_batch, streams, threads)
     require_cuda(device, "bench")
     if threads is not None:
-        if threads < 1:
-            raise BigBiGANError(f"--threads {threads}: expected a positive integer")
         torch.set_num_threads(threads)
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, as in compile
@@ -637,43 +551,25 @@ def bench(
     out = ensure_dir(out)
     work = ensure_dir(out / "artifacts")
 
-    if checkpoint is None:
-        log(f"random weights, ch={ch} ({dataset} shapes, seed {RANDOM_SEED})")
-        checkpoint = random_checkpoint(work / f"random_ch{ch}", ch=ch, dataset=dataset)
-        source = f"random weights (ch={ch}, seed {RANDOM_SEED}, batch-norm statistics measured)"
-    else:
-        source = str(Path(checkpoint).resolve())
-    checkpoint = Path(checkpoint)
-    ckpt = checkpoint_module.read(checkpoint)
+    checkpoint, source, ckpt = _model_under_test(checkpoint, ch, dataset, work, log)
     cfg = ckpt.model
-    if not cfg.conditional:
-        raise BigBiGANError(f"{checkpoint}: bench measures the conditional generator (x1, x2)")
     log("exporting ONNX ...")
     onnx_path = export_onnx(checkpoint, work / "G.onnx").path
     specs, _ = offline_specs(cfg)
     flops = generator_flops(cfg)
 
     skipped: list[dict[str, str]] = []
-    candidates = _candidates(
+    settings = BenchSettings(device, tuple(precisions), streams, micro_batch)
+    opened = _open_rows(
+        registry.plan_rows(backends, settings),
         checkpoint=checkpoint,
         onnx_path=onnx_path,
         work=work,
         device=device,
-        backends=backends,
-        precisions=precisions,
         threads=threads,
-        micro_batch=micro_batch,
-        streams=streams,
         skipped=skipped,
         log=log,
     )
-
-    opened: list[tuple[Candidate, Infer]] = []
-    for cand in candidates:
-        try:
-            opened.append((cand, cand.open()))
-        except BigBiGANError as e:
-            skipped.append({"backend": cand.backend, "precision": cand.precision, "reason": str(e)})
 
     # Label accuracy says something only about trained weights: the shipped classifier is used
     # by default for a given checkpoint of its dataset, never for random weights.
@@ -681,72 +577,29 @@ def bench(
     if classifier_dir is None and "random_weights" not in ckpt.extra:
         classifier_dir = default_classifier(ckpt.dataset)
     accuracies: dict[str, float] = {}
-    if classifier_dir is not None:
-        for cand, infer in opened:
-            log(f"label accuracy: {cand.backend} {cand.precision} {cand.variant}".rstrip())
-            key = f"{cand.backend}|{cand.precision}|{cand.variant}"
-            accuracies[key] = generated_label_accuracy(
-                infer, classifier_dir, cfg.num_classes, cfg.z_dim, samples=label_samples
-            )
+    for row, runner in opened if classifier_dir is not None else ():
+        log(f"label accuracy: {row.backend} {row.precision} {row.variant}".rstrip())
+        accuracies[_key(row)] = generated_label_accuracy(
+            _images(runner), classifier_dir, cfg.num_classes, cfg.z_dim, samples=label_samples
+        )
 
     def sync() -> None:
         if device.startswith("cuda"):
             torch.cuda.synchronize(device)
 
     rows: list[Row] = []
-    for batch in batch_sizes:
-        feed = random_feed(specs, batch, num_classes=cfg.num_classes, seed=1000 + batch)
-        active = [i for i, (c, _) in enumerate(opened) if batch >= c.min_batch]
-        log(f"batch {batch}: {len(active)} candidates, {warmup} + {repeats} calls each")
-        outputs: dict[int, np.ndarray] = {}
-        times: dict[int, list[float]] = {}
-        for index in active:
-            outputs[index], times[index] = time_calls(
-                opened[index][1], feed, warmup=warmup, repeats=repeats, sync=sync
+    try:
+        for batch in batch_sizes:
+            feed = random_feed(specs, batch, num_classes=cfg.num_classes, seed=1000 + batch)
+            active = sum(batch >= row.min_batch for row, _ in opened)
+            log(f"batch {batch}: {active} rows, {warmup} + {repeats} calls each")
+            rows += _measure(
+                opened, feed, warmup=warmup, repeats=repeats, accuracies=accuracies, sync=sync
             )
-        reference = next(
-            outputs[i]
-            for i, (c, _) in enumerate(opened)
-            if c.backend == "torch" and c.precision == "fp32" and not c.variant
-        ).astype(np.float64)
-        for index in active:
-            cand = opened[index][0]
-            stats = latency_stats(times[index])
-            diff = np.abs(outputs[index].astype(np.float64) - reference)
-            ips = batch / (stats["latency_ms"] / 1e3)
-            rows.append(
-                Row(
-                    backend=cand.backend,
-                    precision=cand.precision,
-                    variant=cand.variant,
-                    batch=batch,
-                    images_per_s=ips,
-                    repeats=repeats,
-                    mean_abs_diff=float(diff.mean()),
-                    max_abs_diff=float(diff.max()),
-                    label_accuracy=accuracies.get(
-                        f"{cand.backend}|{cand.precision}|{cand.variant}"
-                    ),
-                    note=cand.note,
-                    **stats,
-                )
-            )
-    for cand, _ in opened:
-        cand.close()
-
-    ratio_reference = REFERENCE
-    if not any((r.backend, r.precision, r.variant) == REFERENCE for r in rows):
-        ratio_reference = ("torch", "fp32", "")  # e.g. no ONNX Runtime CUDA provider
-    for row in rows:
-        ref = next(
-            (
-                r
-                for r in rows
-                if r.batch == row.batch and (r.backend, r.precision, r.variant) == ratio_reference
-            ),
-            None,
-        )
-        row.ratio = row.images_per_s / ref.images_per_s if ref else None
+    finally:
+        for _, runner in opened:
+            runner.close()
+    ratio_reference = _set_ratios(rows)
 
     meta: dict[str, Any] = {
         "format": FORMAT,

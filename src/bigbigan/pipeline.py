@@ -23,18 +23,30 @@ from bigbigan.compare.files import (
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, write_text
 from bigbigan.infer import InferResult, infer
+from bigbigan.runtimes import registry
 
 T = TypeVar("T")
 
-TARGETS = ("onnx", "ort", "aoti", "tensorrt", "ascend")  # "onnx": the plain export, uncompiled
+PLAIN = "onnx"  # the plain export, uncompiled; every other target is a registered compile target
 DEFAULT_TARGETS = ("onnx", "ort", "aoti")
-ARTIFACTS = {
-    "ort": "G.ort.onnx",
-    "aoti": "G.pt2",
-    "tensorrt": "G.engine",
-    "ascend": "G.om",
-}
 GRID_FILE = "grid.png"
+
+
+def known_targets() -> tuple[str, ...]:
+    """The `--targets` names: the plain export, then every registered compile target."""
+    return (PLAIN, *registry.targets())
+
+
+def check_targets(targets: Sequence[str]) -> None:
+    known = known_targets()
+    unknown = [t for t in targets if t not in known]
+    if unknown:
+        raise BigBiGANError(f"--targets {','.join(unknown)}: expected some of {', '.join(known)}")
+
+
+def noted_targets(targets: Sequence[str]) -> list[str]:
+    """Targets built for hardware elsewhere: compiled, not run; the report gives their command."""
+    return [t for t in targets if t != PLAIN and not registry.TARGETS[t].runnable]
 
 
 @dataclass
@@ -80,15 +92,13 @@ def pipeline(
     from bigbigan.inputs import make_inputs
     from bigbigan.training import checkpoint as ckpt_io
 
-    unknown = [t for t in targets if t not in TARGETS]
-    if unknown:
-        raise BigBiGANError(f"--targets {','.join(unknown)}: expected some of {', '.join(TARGETS)}")
+    check_targets(targets)
     if loop < 1:
         raise BigBiGANError(f"--loop {loop}: expected a positive number of runs")
     ckpt = ckpt_io.read(checkpoint)
     out = ensure_dir(out)
-    runnable = [t for t in targets if t != "ascend"]
-    progress = Progress(4 + 2 * len(runnable) - ("onnx" in runnable) + ("ascend" in targets), echo)
+    noted = noted_targets(targets)
+    progress = Progress(4 + 2 * len(targets) - (PLAIN in targets) - len(noted), echo)
 
     inputs = progress.run(
         f"make-inputs (batch {batch}, seed {seed})",
@@ -169,9 +179,7 @@ def pipeline_model(
     from bigbigan.importers import is_frozen_graph
 
     model, reference = Path(model), Path(reference)
-    unknown = [t for t in targets if t not in TARGETS]
-    if unknown:
-        raise BigBiGANError(f"--targets {','.join(unknown)}: expected some of {', '.join(TARGETS)}")
+    check_targets(targets)
     if loop < 1:
         raise BigBiGANError(f"--loop {loop}: expected a positive number of runs")
     for flag, path in (("--model", model), ("--reference", reference)):
@@ -181,8 +189,8 @@ def pipeline_model(
         p for p in [reference.with_name(PB_REFERENCE)] if p.is_file() and p != reference
     ]
     out = ensure_dir(out)
-    compiled = [t for t in targets if t != "onnx"]
-    steps = is_frozen_graph(model) + 2 + 2 * len(compiled) - ("ascend" in compiled)
+    compiled = [t for t in targets if t != PLAIN]
+    steps = is_frozen_graph(model) + 2 + 2 * len(compiled) - len(noted_targets(compiled))
     progress = Progress(steps, echo)  # less any target skipped below
     onnx_path = model
     if is_frozen_graph(model):
@@ -336,8 +344,9 @@ def compile_and_run(
     tolerance: float,
     skip: dict[str, str] | None = None,
 ) -> list[Stage]:
-    """Per target: the ONNX itself ("onnx"), or compile it and run the artifact; ascend only
-    prints its atc line (into `notes`), and `skip` names targets left out, with why."""
+    """Per target: the ONNX itself ("onnx"), or compile it and run the artifact; a target for
+    hardware elsewhere (ascend) only gives its command (into `notes`), and `skip` names targets
+    left out, with why."""
     from bigbigan.compile import compile_model
 
     stages = []
@@ -345,20 +354,19 @@ def compile_and_run(
         if skip and target in skip:
             notes[target] = f"skipped: {skip[target]}"
             continue
-        if target == "onnx":
-            stages.append(progress.run("infer onnx", lambda: run("onnx", onnx_path)))
+        if target == PLAIN:
+            stages.append(progress.run("infer onnx", lambda: run(PLAIN, onnx_path)))
             continue
-        artifact = out / ARTIFACTS[target]
+        artifact = out / registry.TARGETS[target].artifact
         report = progress.run(
             f"compile {target}",
             lambda t=target, a=artifact: compile_model(
                 onnx_path, target=t, out=a, device=device, batch=batch, tolerance=tolerance
             ),
         )
-        if target == "ascend":
-            notes["ascend"] = (
-                f"{report.command}  ({report.note})" if report.note else report.command
-            )
+        if target in noted_targets([target]):  # built for hardware elsewhere: give its command
+            command = report.command or str(report.path)
+            notes[target] = f"{command}  ({report.note})" if report.note else command
             continue
         stages.append(progress.run(f"infer {target}", lambda t=target, a=artifact: run(t, a)))
     return stages

@@ -7,6 +7,7 @@ import json
 import sys
 
 from bigbigan.cli import args as groups
+from bigbigan.runtimes import registry
 
 NAME = "bench"
 HELP = "every backend and precision side by side: speed and accuracy"
@@ -19,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--batch-sizes", default="1,16,256", help="the batches to time, comma-separated")
     groups.timing(p, loop=10, warmup=2, note=" per row")
     groups.device(p)
-    p.add_argument("--backends", help="subset of torch,onnxruntime,ort,aoti,openvino,cudagraph")
+    p.add_argument("--backends", help=f"subset of {','.join(registry.bench_backends())}")
     p.add_argument("--precisions", help="subset of fp32,bf16,fp16,int8 (default: all)")
     groups.threads(p, "CPU threads of every backend")
     p.add_argument(
@@ -38,7 +39,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> None:
     from bigbigan.bench import (
-        BACKENDS,
         DEFAULT_STREAMS,
         PRECISIONS,
         bench,
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> None:
         repeats=args.loop,
         warmup=args.warmup,
         device=args.device,
-        backends=parse_names(args.backends, BACKENDS, "--backends"),
+        backends=parse_names(args.backends, registry.bench_backends(), "--backends"),
         precisions=parse_names(args.precisions, PRECISIONS, "--precisions"),
         threads=args.threads,
         micro_batch=args.micro_batch,

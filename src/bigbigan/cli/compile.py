@@ -6,17 +6,18 @@ import argparse
 from pathlib import Path
 
 from bigbigan.cli import args as groups
+from bigbigan.runtimes import registry
 
 NAME = "compile"
 HELP = "compile an ONNX model for a runtime (the original's atc)"
-TARGETS = ("ort", "aoti", "tensorrt", "ascend")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = groups.command(subparsers, NAME, HELP, run)
     p.add_argument("model", help="ONNX model from `bigbigan export`, or a TensorFlow .pb")
-    p.add_argument("--target", required=True, choices=TARGETS, help="the runtime to build for")
-    p.add_argument("--precision", default="fp32", help="fp32, bf16, fp16 or int8 (by target)")
+    targets = registry.targets()
+    p.add_argument("--target", required=True, choices=targets, help="the runtime to build for")
+    p.add_argument("--precision", default="fp32", choices=registry.PRECISIONS, help="by target")
     groups.out(p, "file", "the built model (ascend: the .om that atc would build)", required=True)
     groups.device(p)
     groups.checkpoint(p, "aoti: default from the ONNX sidecar")
@@ -35,8 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--no-rewrite",
         dest="rewrite",
         action="store_false",
-        help="fp32 ort/aoti: keep the upsampling as exported (default: rewrite it, exactly, "
-        "to transposed convolutions; see docs/performance.md)",
+        help="fp32 ort/aoti/openvino: keep the upsampling as exported (default: rewrite it, "
+        "exactly, to transposed convolutions; see docs/performance.md)",
     )
     groups.tolerance(p, 1e-4, "max")
     return p

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from bigbigan.cli import args as groups
+from bigbigan.runtimes import registry
 
 NAME = "infer"
 HELP = "run a model on .bin/.npy inputs and time it (msame's flags)"
@@ -14,7 +15,7 @@ HELP = "run a model on .bin/.npy inputs and time it (msame's flags)"
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = groups.command(subparsers, NAME, HELP, run)
     p.add_argument(
-        "--model", required=True, help=".onnx, .ort.onnx, .pt2, .engine, checkpoint or TF .pb"
+        "--model", required=True, help=".onnx, .ort, .pt2, .engine, .xml, checkpoint or TF .pb"
     )
     groups.inputs(p)
     p.add_argument(
@@ -31,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     groups.seed(p, "seed of the synthetic inputs")
     groups.timing(p, loop=None, warmup=0, duration=True, note=" (default 1)")
     groups.device(p)
-    p.add_argument("--backend", help="force a backend: torch, onnxruntime, aoti, tensorrt")
+    p.add_argument("--backend", help=f"force a backend: {', '.join(registry.runners())}")
     groups.threads(p, "CPU threads (per copy with --streams)")
     p.add_argument(
         "--streams",

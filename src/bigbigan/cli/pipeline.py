@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bigbigan.cli import args as groups
 from bigbigan.errors import UsageError
+from bigbigan.runtimes import registry
 
 NAME = "pipeline"
 HELP = "every stage, one command, one report"
@@ -16,7 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = groups.command(subparsers, NAME, HELP, run)
     groups.checkpoint(p, "default: the shipped model")
     groups.out(p, "folder", "folder for report.md, report.json, grid.png", default="out/pipeline")
-    p.add_argument("--targets", default="onnx,ort,aoti", help="onnx,ort,aoti,tensorrt,ascend")
+    targets = ",".join(("onnx", *registry.targets()))  # onnx: the plain export
+    p.add_argument("--targets", default="onnx,ort,aoti", help=targets)
     groups.batch(p, 256, "images per stage")
     groups.timing(p, loop=5, warmup=None)
     groups.device(p)

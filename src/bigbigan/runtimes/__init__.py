@@ -1,9 +1,11 @@
-"""Runtimes: one Runner interface, one file per backend, a registry by name.
+"""Runtimes: one Runner interface, one file per backend, one registry (runtimes/registry.py).
 
     with open_runner("G.onnx") as runner:          # backend chosen by file type
         images = runner.infer({"x1": noise, "x2": labels})["images"]
 
-Importing this package is cheap: each backend imports its heavy library only when used.
+Importing this package is cheap: the backend modules are imported when first asked for, and
+each imports its heavy library only when used. Runner classes are reachable by name here
+(`from bigbigan.runtimes import OnnxRuntimeRunner`), as is the `RUNNERS` name -> class map.
 """
 
 from __future__ import annotations
@@ -16,27 +18,17 @@ from bigbigan import limits
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import note_input
 from bigbigan.importers import is_frozen_graph, resolve_model
-from bigbigan.runtimes.aoti import AOTIRunner
+from bigbigan.runtimes import registry
 from bigbigan.runtimes.base import Runner, check_feed
-from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
 from bigbigan.runtimes.streams import StreamedRunner
-from bigbigan.runtimes.tensorrt import TensorRTRunner
-from bigbigan.runtimes.torch import TorchRunner
 
 CONFIG_FILE = "checkpoint.json"  # = training.checkpoint.CONFIG_FILE (importing it loads torch)
-
-RUNNERS: dict[str, type[Runner]] = {
-    cls.name: cls for cls in (TorchRunner, OnnxRuntimeRunner, AOTIRunner, TensorRTRunner)
-}
+TORCH = "torch"  # the backend of a checkpoint directory or its checkpoint.json
 
 __all__ = [
     "RUNNERS",
-    "AOTIRunner",
-    "OnnxRuntimeRunner",
     "Runner",
     "StreamedRunner",
-    "TensorRTRunner",
-    "TorchRunner",
     "backend_for",
     "check_feed",
     "known_types",
@@ -44,11 +36,25 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    """`RUNNERS` and every registered runner class by its class name, loaded on first use."""
+    registry.load()
+    if name == "RUNNERS":
+        return registry.RUNNERS
+    for cls in registry.RUNNERS.values():
+        if cls.__name__ == name:
+            return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def known_types() -> str:
     """`a checkpoint directory or checkpoint.json (torch), .onnx/.ort (onnxruntime), ...`."""
-    kinds = [f"a checkpoint directory or {CONFIG_FILE} (torch)"]
+    registry.load()
+    kinds = [f"a checkpoint directory or {CONFIG_FILE} ({TORCH})"]
     kinds += [
-        f"{'/'.join(cls.suffixes)} ({name})" for name, cls in RUNNERS.items() if name != "torch"
+        f"{'/'.join(cls.suffixes)} ({name})"
+        for name, cls in registry.RUNNERS.items()
+        if name != TORCH and cls.suffixes
     ]
     kinds.append(".pb (a frozen TensorFlow graph, imported to ONNX once)")
     return ", ".join(kinds)
@@ -60,16 +66,16 @@ def backend_for(path: str | Path) -> str:
     if not path.exists():
         raise BigBiGANError(f"{path}: no such file or directory")
     if path.is_dir() or path.name == CONFIG_FILE:
-        return TorchRunner.name
+        return TORCH
     if is_frozen_graph(path):
-        return OnnxRuntimeRunner.name  # run as its cached ONNX import
+        return "onnxruntime"  # run as its cached ONNX import
     suffix = path.suffix.lower()
-    for name, cls in RUNNERS.items():
-        if name != TorchRunner.name and suffix in cls.suffixes:
-            return name
-    raise BigBiGANError(
-        f"{path}: unknown model type {suffix or '(no extension)'!r}; expected {known_types()}"
-    )
+    cls = registry.runner_for_suffix(suffix)
+    if cls is None or cls.name == TORCH:
+        raise BigBiGANError(
+            f"{path}: unknown model type {suffix or '(no extension)'!r}; expected {known_types()}"
+        )
+    return cls.name
 
 
 def open_runner(
@@ -99,9 +105,9 @@ def open_runner(
     limits.check_streams(streams)
     if backend is None:
         backend = backend_for(path)
-    elif backend not in RUNNERS:
-        raise BigBiGANError(f"--backend {backend}: expected one of {', '.join(RUNNERS)}")
-    cls = RUNNERS[backend]
+    elif backend not in registry.runners():
+        raise BigBiGANError(f"--backend {backend}: expected one of {', '.join(registry.RUNNERS)}")
+    cls = registry.RUNNERS[backend]
     accepted = {
         name
         for name, p in inspect.signature(cls.__init__).parameters.items()

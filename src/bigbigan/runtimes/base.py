@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -17,6 +17,10 @@ import numpy as np
 
 from bigbigan.binio import TensorSpec, dtype_mismatch, format_shape
 from bigbigan.errors import BigBiGANError
+
+PHASES = ("h2d", "compute", "d2h")  # what `Runner.staged_call` times, in this order
+# feed -> (outputs, [host->device, compute, device->host] in ms): see Runner.staged_call
+StagedCall = Callable[[dict[str, np.ndarray]], tuple[dict[str, np.ndarray], list[float]]]
 
 
 def check_feed(
@@ -140,6 +144,10 @@ class Runner(ABC):
     def _close_impl(self) -> None:  # noqa: B027 - optional hook
         """Release what `_load_impl` acquired."""
 
+    def _staged_impl(self) -> StagedCall | None:
+        """A call split into PHASES (see `staged_call`), where the backend can split one."""
+        return None
+
     # ---- the public, checked interface ----
 
     def load(self) -> Runner:
@@ -184,6 +192,18 @@ class Runner(ABC):
             for i in range(0, n, size)
         ]
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+    def staged_call(self, force: bool = False) -> StagedCall | None:
+        """The hook for host<->device phase timing: a function feed -> (outputs, [h2d, compute,
+        d2h] ms), each phase closed by a device synchronise, where the backend's call splits
+        (torch and aoti on a CUDA device); None where it does not. On the CPU there is no
+        transfer to time, so it is None there unless `force` (for tests). The feed must already
+        be checked (`check_feed`); `micro_batch` does not apply."""
+        if not self.is_loaded:
+            raise BigBiGANError(f"{self.path}: {self.name} runner used before load()")
+        if not (self.device.startswith("cuda") or force):
+            return None
+        return self._staged_impl()
 
     def close(self) -> None:
         if self.is_loaded:

@@ -1,16 +1,51 @@
-"""ONNX Runtime: `.onnx` models and offline-optimised `.ort` (ORT format) models, CPU or CUDA."""
+"""ONNX Runtime: `.onnx` models and offline-optimised `.ort` (ORT format) models, CPU or CUDA.
+
+Compile target `ort`: fp32 rewrites the upsampling (model/rewrite.py) and saves ONNX Runtime's
+optimised graph (`.onnx` or `.ort`); int8 is static post-training quantisation (QDQ). Bench
+rows: the plain export (`onnxruntime fp32`, every ratio's reference) and the `ort` artifacts,
+each also as `streams` single-thread copies on the CPU.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec
+from bigbigan.binio import TensorSpec, sidecar_path
 from bigbigan.errors import BigBiGANError
-from bigbigan.runtimes.base import Runner, cuda_index
+from bigbigan.export import quiet_exporter
+from bigbigan.runtimes.base import Runner, cuda_index, specs_to_json
+from bigbigan.runtimes.build import (
+    CALIBRATION_SAMPLES,
+    REDUCED_VALIDATE_BATCH,
+    CompileJob,
+    CompileReport,
+    calibration_feeds,
+)
+from bigbigan.runtimes.build import accuracy as _accuracy
+from bigbigan.runtimes.build import compiled_meta as _meta
+from bigbigan.runtimes.build import first_line as _first_line
+from bigbigan.runtimes.build import reduced_meta as _reduced_meta
+from bigbigan.runtimes.build import rewrites_note as _rewrites_note
+from bigbigan.runtimes.build import staged as _staged
+from bigbigan.runtimes.build import validate as _validate
+from bigbigan.runtimes.build import write_json as _write_json
+from bigbigan.runtimes.registry import (
+    BenchRow,
+    BenchSettings,
+    bench_rows,
+    builder,
+    register_runner,
+    register_target,
+)
+
+_sidecar = sidecar_path
 
 # ONNX Runtime's type strings -> numpy dtype names.
 ORT_DTYPES = {
@@ -98,6 +133,7 @@ def check_model_file(path: Path) -> None:
         raise BigBiGANError(f"{path}: not a valid ONNX model (no ir_version, nodes or outputs)")
 
 
+@register_runner
 class OnnxRuntimeRunner(Runner):
     """An `.onnx` or `.ort` model in an ONNX Runtime InferenceSession.
 
@@ -161,3 +197,189 @@ class OnnxRuntimeRunner(Runner):
 
     def _close_impl(self) -> None:
         self._session = None
+
+
+# ---- compile target `ort` ----
+
+register_target("ort", suffixes=(".onnx", ".ort"), artifact="G.ort.onnx")
+
+
+@builder("ort", "fp32")
+def _build_ort(job: CompileJob) -> CompileReport:
+    """Rewrite the upsampling (model/rewrite.py), then let ONNX Runtime optimise the graph once
+    and save it (`optimized_model_filepath`).
+
+    Every level saves on the CPU. "all" adds the NCHWc layout transforms, whose blocked
+    convolutions depend on this CPU's vector width (ORT warns the file should run only where it
+    was made); "extended" stops before them and is portable across machines.
+    """
+    import onnx
+
+    from bigbigan.model.rewrite import rewrite_upsampling
+
+    ort = import_onnxruntime()
+    fmt = "ORT" if job.out.suffix.lower() == ".ort" else "ONNX"
+    source = onnx.load(str(job.onnx_path))
+    rewrites = rewrite_upsampling(source) if job.rewrite else {}
+    with _staged(job.out) as staged:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = graph_level(job.ort_level)
+        options.optimized_model_filepath = str(staged)
+        options.add_session_config_entry("session.save_model_format", fmt)
+        options.log_severity_level = 3  # the hardware-specific warning goes into the note
+        started = time.perf_counter()
+        try:
+            ort.InferenceSession(
+                source.SerializeToString(), options, providers=providers_for(job.device)
+            )
+        except Exception as e:
+            raise BigBiGANError(
+                f"{job.onnx_path}: ONNX Runtime cannot optimise it: {_first_line(e)}"
+            ) from None
+        seconds = time.perf_counter() - started
+        if not staged.is_file() or not staged.stat().st_size:
+            raise BigBiGANError(f"{job.out}: ONNX Runtime wrote nothing")
+        max_abs = _validate(job, OnnxRuntimeRunner, staged, batch=job.batch or 4)
+        note = f"ONNX Runtime {ort.__version__}, level {job.ort_level}, {fmt} format"
+        note += _rewrites_note(rewrites)
+        if job.ort_level == "all":
+            note += "; holds layout optimisations specific to this CPU: run it where it was made"
+        report = CompileReport("ort", job.precision, job.out, seconds, None, note, max_abs)
+        report.sidecar = _sidecar(job.out)
+        meta = _meta(job, report, level=job.ort_level, file_format=fmt, rewrites=dict(rewrites))
+        meta["inputs"], meta["outputs"] = specs_to_json(job.inputs), specs_to_json(job.outputs)
+        _write_json(_sidecar(staged), meta)
+    return report
+
+
+@builder("ort", "int8")
+def _build_ort_int8(job: CompileJob) -> CompileReport:
+    """Static post-training quantisation for ONNX Runtime's CPU kernels: QDQ format, weights int8
+    per output channel, activations uint8 (the pairing ORT recommends on x86), ranges calibrated
+    (min/max) on CALIBRATION_SAMPLES generator inputs from the training noise distribution. The
+    result is an ordinary, portable `.onnx` that ONNX Runtime fuses into int8 kernels at load.
+    """
+    from bigbigan.runtimes.onnxruntime import import_onnxruntime
+
+    ort = import_onnxruntime()
+    if job.device != "cpu":
+        raise BigBiGANError(f"--device {job.device}: int8 for target ort is CPU-only")
+    if job.out.suffix.lower() != ".onnx":
+        raise BigBiGANError(f"--out {job.out}: int8 for target ort writes an .onnx file")
+    try:
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError as e:
+        raise BigBiGANError(f"onnxruntime.quantization is unavailable: {e}") from None
+
+    feeds = calibration_feeds(job.inputs, job.num_classes)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+    with _staged(job.out) as staged:
+        pre = staged.with_name("pre.onnx")
+        started = time.perf_counter()
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # per-channel notes on rank-1 weights (scales, biases)
+        try:
+            with quiet_exporter():
+                # Fold and clean the graph first (ONNX shape inference; the symbolic pass
+                # cannot follow the exporter's batch dim and is not needed here).
+                quant_pre_process(str(job.onnx_path), str(pre), skip_symbolic_shape=True)
+                quantize_static(
+                    str(pre),
+                    str(staged),
+                    Reader(),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax,
+                )
+        except Exception as e:  # the quantiser raises many types
+            msg = f"{job.out}: ONNX Runtime quantisation failed: {_first_line(e)}"
+            raise BigBiGANError(msg) from None
+        finally:
+            root.setLevel(level)
+        seconds = time.perf_counter() - started
+        pre.unlink(missing_ok=True)
+        max_abs, mean_abs = _accuracy(job, OnnxRuntimeRunner, staged, REDUCED_VALIDATE_BATCH)
+        note = (
+            f"ONNX Runtime {ort.__version__} static int8 (QDQ, per-channel, U8S8, min/max "
+            f"calibration on {CALIBRATION_SAMPLES} samples)"
+        )
+        report = CompileReport("ort", job.precision, job.out, seconds, None, note, max_abs)
+        report.mean_abs_diff = mean_abs
+        report.sidecar = _sidecar(job.out)
+        meta = _meta(job, report, file_format="ONNX", **_reduced_meta(job, report))
+        meta["inputs"], meta["outputs"] = specs_to_json(job.inputs), specs_to_json(job.outputs)
+        _write_json(_sidecar(staged), meta)
+    return report
+
+
+# ---- bench rows ----
+
+
+def _with_streams(row: BenchRow, settings: BenchSettings) -> list[BenchRow]:
+    """`row`, and on the CPU the same model as `streams` single-thread copies."""
+    if settings.streams <= 1 or settings.cuda:
+        return [row]
+    streamed = replace(
+        row,
+        variant=f"{settings.streams} streams",
+        options={**row.options, "streams": settings.streams},
+        min_batch=settings.streams,
+        note=f"{row.note}; batch split across {settings.streams} copies, 1 thread each",
+    )
+    return [row, streamed]
+
+
+@bench_rows("onnxruntime")
+def _onnxruntime_rows(settings: BenchSettings) -> list[BenchRow]:
+    """The plain export in a default session: the row every speed ratio divides by."""
+    if "fp32" not in settings.precisions:
+        return []
+    row = BenchRow("onnxruntime", "fp32", runner="onnxruntime", note="plain export, defaults")
+    return _with_streams(row, settings)
+
+
+@bench_rows("ort")
+def _ort_rows(settings: BenchSettings) -> list[BenchRow]:
+    """`compile --target ort` artifacts (CPU): fp32 loaded as is, int8 fused at load."""
+    if settings.cuda:
+        return []
+    rows = []
+    if "fp32" in settings.precisions:
+        fp32 = BenchRow(
+            "ort",
+            "fp32",
+            model="ort",
+            artifact="G.ort.onnx",
+            runner="onnxruntime",
+            options={"optimization_level": "disable"},
+            note="upsampling rewritten, offline-optimised (level all), loaded as is",
+        )
+        rows += _with_streams(fp32, settings)
+    if "int8" in settings.precisions:
+        int8 = BenchRow(
+            "ort",
+            "int8",
+            model="ort",
+            artifact="G.int8.onnx",
+            runner="onnxruntime",
+            note="static QDQ, per-channel, U8S8",
+        )
+        rows += _with_streams(int8, settings)
+    return rows

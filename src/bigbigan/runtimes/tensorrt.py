@@ -6,15 +6,25 @@ torch CUDA tensors, so no pycuda is needed. Written against the TensorRT 10 name
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec
+from bigbigan.binio import TensorSpec, sidecar_path
 from bigbigan.errors import BigBiGANError
-from bigbigan.runtimes.base import Runner, cuda_index, require_cuda
+from bigbigan.runtimes.base import Runner, cuda_index, require_cuda, specs_to_json
+from bigbigan.runtimes.build import (
+    CompileJob,
+    CompileReport,
+    compiled_meta,
+    staged,
+    validate,
+    write_json,
+)
+from bigbigan.runtimes.registry import builder, register_runner, register_target
 
 NOT_INSTALLED = (
     "TensorRT is not installed (the tensorrt Python package does not import); on a machine with "
@@ -48,6 +58,7 @@ def deserialize(path: Path, device: str = "cuda") -> tuple[Any, Any]:
     return runtime, engine
 
 
+@register_runner
 class TensorRTRunner(Runner):
     """A serialized TensorRT engine, run with `execute_async_v3` on torch's current CUDA stream
     (so the input copies, the launch and the output copies are ordered on one stream)."""
@@ -114,3 +125,62 @@ class TensorRTRunner(Runner):
 
     def _close_impl(self) -> None:
         self._context = self._engine = self._runtime = None
+
+
+# ---- compile target `tensorrt` ----
+
+register_target("tensorrt", suffixes=(".engine", ".plan"), artifact="G.engine")
+
+
+@builder("tensorrt", "fp32")
+def _build_tensorrt(job: CompileJob) -> CompileReport:
+    """Parse the ONNX with TensorRT's ONNX parser and build a serialized engine for this GPU.
+
+    fp32 means fp32: TF32 is switched off. A dynamic batch gets one optimisation profile
+    (1, `batch` or 256, `max_batch`).
+    """
+    trt = import_tensorrt()
+    if not job.device.startswith("cuda"):
+        raise BigBiGANError(
+            f"--device {job.device}: TensorRT builds engines for a CUDA GPU; pass --device cuda"
+        )
+    require_cuda(job.device, "TensorRT")
+    import torch
+
+    torch.cuda.set_device(cuda_index(job.device))
+    logger = trt.Logger(trt.Logger.ERROR)
+    started = time.perf_counter()
+    builder_ = trt.Builder(logger)
+    flags = 0
+    if int(trt.__version__.split(".")[0]) < 10:  # explicit batch is the only mode from 10 on
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder_.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(job.onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BigBiGANError(f"{job.onnx_path}: TensorRT's ONNX parser rejects it: {errors}")
+    config = builder_.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 4 << 30)
+    if hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)
+    if job.dynamic:
+        opt = min(job.batch or 256, job.max_batch)
+        profile = builder_.create_optimization_profile()
+        for spec in job.inputs:
+            rest = tuple(d if d is not None else 1 for d in spec.shape[1:])
+            profile.set_shape(spec.name, (1, *rest), (opt, *rest), (job.max_batch, *rest))
+        config.add_optimization_profile(profile)
+    serialized = builder_.build_serialized_network(network, config)
+    if serialized is None:
+        raise BigBiGANError(f"{job.out}: TensorRT could not build an engine (see its log above)")
+    seconds = time.perf_counter() - started
+    with staged(job.out) as path:
+        path.write_bytes(bytes(serialized))
+        report = CompileReport("tensorrt", job.precision, job.out, seconds)
+        report.note = f"TensorRT {trt.__version__}, {torch.cuda.get_device_name()}, TF32 off"
+        report.max_abs_diff = validate(job, TensorRTRunner, path, batch=job.batch or 4)
+        report.sidecar = sidecar_path(job.out)
+        meta = compiled_meta(job, report, inputs=specs_to_json(job.inputs))
+        meta["outputs"] = specs_to_json(job.outputs)
+        write_json(sidecar_path(path), meta)
+    return report
