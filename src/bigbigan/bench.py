@@ -4,12 +4,12 @@
 
 One checkpoint (given, or random weights with measured batch-norm statistics) is exported once
 and compiled for every target that is available here; then, per batch size, every candidate runs
-the same seeded inputs: warm-up calls (excluded; they give the accuracy figures), then `repeats`
-timed calls (`time_calls`). Each row has images/s (batch / median latency), the median latency
-and its spread (p10, p90, IQR), the mean/max absolute pixel difference against PyTorch fp32 on
-the same inputs, and the speed ratio against the plain ONNX Runtime fp32 session (`bigbigan
-export`'s file, default options) measured in the same run. Output: a table, `bench.json`,
-`bench.png`.
+the same seeded inputs: warm-up calls (at least one, excluded), then `repeats` timed calls
+(harness/timing.py, the loop `infer` uses; the last call gives the accuracy figures). Each row
+has images/s (batch / median latency), the median latency and its spread (p10, p90, IQR), the
+mean/max absolute pixel difference against PyTorch fp32 on the same inputs, and the speed ratio
+against the plain ONNX Runtime fp32 session (`bigbigan export`'s file, default options) measured
+in the same run. Output: a table, `bench.json`, `bench.png`.
 
 On a GPU (`device="cuda"`) the candidates are PyTorch eager and CUDA graphs in fp32/bf16/fp16,
 AOTInductor packages for CUDA, and ONNX Runtime's CUDA provider where installed; every row also
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,6 +31,8 @@ import numpy as np
 from bigbigan import limits
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import atomic_path, ensure_dir, write_text
+from bigbigan.harness.machine import machine_info
+from bigbigan.harness.timing import latency_stats, time_calls
 
 FORMAT = "bigbigan-bench"
 VERSION = 1
@@ -47,7 +48,6 @@ DEFAULT_MICRO_BATCH = 32  # AOTInductor packages also run large batches in slice
 DEFAULT_STREAMS = os.cpu_count() or 1  # ONNX Runtime rows also run with one copy per core
 RANDOM_SEED = 0
 LABEL_SAMPLES = 1000
-CPU_FLAGS = {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}
 
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, matched in order against the CUDA
 # device name: the first entry found in it wins ("H100 PCIe" before "H100", "L40S" before "L4").
@@ -109,21 +109,7 @@ class BenchResult:
         }
 
 
-# ---- timing and statistics ----
-
-
-def latency_stats(seconds: Sequence[float]) -> dict[str, float]:
-    """Median, p10, p90 and IQR of per-call latencies, in milliseconds."""
-    if not seconds:
-        raise BigBiGANError("no timings to summarise")
-    ms = np.asarray(seconds, dtype=np.float64) * 1e3
-    p10, q1, median, q3, p90 = np.percentile(ms, [10, 25, 50, 75, 90])
-    return {
-        "latency_ms": float(median),
-        "p10_ms": float(p10),
-        "p90_ms": float(p90),
-        "iqr_ms": float(q3 - q1),
-    }
+# ---- arguments ----
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
@@ -146,36 +132,6 @@ def parse_names(text: str | None, known: Sequence[str], flag: str) -> tuple[str,
     if unknown or not names:
         raise BigBiGANError(f"{flag} {text}: expected a comma-separated subset of {known}")
     return names
-
-
-def time_calls(
-    infer: Callable[[dict[str, np.ndarray]], np.ndarray],
-    feed: dict[str, np.ndarray],
-    *,
-    warmup: int,
-    repeats: int,
-    sync: Callable[[], None] = lambda: None,
-) -> tuple[np.ndarray, list[float]]:
-    """`warmup` untimed calls (at least one: its output is returned for the accuracy figures),
-    then `repeats` timed ones (perf_counter, a device synchronise on either side).
-
-    One candidate's calls run back to back, its warm-up right before them: the thread pools of
-    the candidate before it (ONNX Runtime's spinning workers, OpenMP, TBB) have gone quiet by the
-    first timed call. Interleaving candidates call by call was tried and measured each one
-    against the previous one's spinning threads instead, worst at batch 1.
-    """
-    output = None
-    for _ in range(max(warmup, 1)):
-        output = infer(feed)
-    sync()
-    seconds = []
-    for _ in range(repeats):
-        sync()
-        started = time.perf_counter()
-        infer(feed)
-        sync()
-        seconds.append(time.perf_counter() - started)
-    return output, seconds
 
 
 # ---- candidates ----
@@ -404,43 +360,15 @@ def generated_label_accuracy(
 # ---- the run ----
 
 
-def _machine(device: str) -> dict[str, Any]:
-    import onnxruntime
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    flags: list[str] = []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = sorted(set(line.split(":", 1)[1].split()) & CPU_FLAGS)
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu_flags": flags,  # what reduced precision can use: VNNI, BF16, AMX
-        "load_average": [round(x, 2) for x in os.getloadavg()]
-        if hasattr(os, "getloadavg")
-        else None,
+def row_latency(ms: Sequence[float]) -> dict[str, float]:
+    """A row's latency fields from its timed calls (milliseconds): median, p10, p90, IQR."""
+    stats = latency_stats(ms)
+    return {
+        "latency_ms": stats["median"],
+        "p10_ms": stats["p10"],
+        "p90_ms": stats["p90"],
+        "iqr_ms": stats["iqr"],
     }
-    try:
-        import openvino
-
-        info["openvino"] = openvino.__version__
-    except ImportError:
-        pass
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def gpu_bf16_peak(name: str) -> float | None:
@@ -606,10 +534,10 @@ def bench(
     checkpoint's dataset, when there is one)."""
     import torch
 
-    from bigbigan.export import export_onnx, random_feed
+    from bigbigan.export import export_onnx
+    from bigbigan.interface import offline_specs, random_feed
     from bigbigan.model.networks import generator_flops
     from bigbigan.runtimes.base import require_cuda
-    from bigbigan.runtimes.torch import offline_specs
     from bigbigan.training import checkpoint as checkpoint_module
 
     log = log or (lambda _msg: None)
@@ -701,9 +629,10 @@ def bench(
         outputs: dict[int, np.ndarray] = {}
         times: dict[int, list[float]] = {}
         for index in active:
-            outputs[index], times[index] = time_calls(
-                opened[index][1], feed, warmup=warmup, repeats=repeats, sync=sync
-            )
+            timing, (outputs[index],) = time_calls(
+                opened[index][1], [feed], warmup=max(warmup, 1), loop=repeats, sync=sync
+            )  # one warm-up at least: a CUDA graph is captured on its first call
+            times[index] = timing.runs_ms
         reference = next(
             outputs[i]
             for i, (c, _) in enumerate(opened)
@@ -711,7 +640,7 @@ def bench(
         ).astype(np.float64)
         for index in active:
             cand = opened[index][0]
-            stats = latency_stats(times[index])
+            stats = row_latency(times[index])
             diff = np.abs(outputs[index].astype(np.float64) - reference)
             ips = batch / (stats["latency_ms"] / 1e3)
             rows.append(
@@ -752,7 +681,7 @@ def bench(
         "format": FORMAT,
         "version": VERSION,
         "device": device,
-        "machine": _machine(device),
+        "machine": machine_info(device, libraries=True),
         "model": asdict(cfg),
         "checkpoint": source,
         "gflop_per_image": flops / 1e9,
@@ -784,7 +713,9 @@ def bench(
 def _title(meta: dict[str, Any]) -> str:
     machine = meta["machine"]
     threads = machine["torch_threads"]
-    where = machine.get("gpu") or f"{machine['cpu']}, {threads} thread{'s' * (threads != 1)}"
+    where = f"{machine['cpu']}, {threads} thread{'s' * (threads != 1)}"
+    if meta["device"].startswith("cuda") and machine.get("gpu"):
+        where = machine["gpu"]
     return f"BigBiGAN generator (ch={meta['model']['ch']}), {where}"
 
 

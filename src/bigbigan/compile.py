@@ -18,7 +18,6 @@ torchao). Reduced precision is validated against the fp32 source with the precis
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shlex
@@ -33,27 +32,29 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec
+from bigbigan.documents import sidecar_path, write_document
 from bigbigan.errors import BigBiGANError
-from bigbigan.export import (
+from bigbigan.fsutil import ensure_dir, guard_output
+from bigbigan.importers import is_frozen_graph, resolve_model
+from bigbigan.interface import (
+    ENCODER_INPUT,
     MAX_BATCH,
+    TensorSpec,
     diff_stats,
     onnx_specs,
     quiet_exporter,
     random_feed,
-    read_sidecar,
+    read_model_sidecar,
+    specs_to_json,
 )
-from bigbigan.fsutil import ensure_dir, guard_output
-from bigbigan.importers import is_frozen_graph, resolve_model
 from bigbigan.runtimes import trust
-from bigbigan.runtimes.base import specs_to_json
 from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner, check_model_file, providers_for
 
 TARGETS = ("ort", "aoti", "tensorrt", "ascend")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 SUFFIXES = {"ort": (".onnx", ".ort"), "aoti": (".pt2",), "tensorrt": (".engine", ".plan")}
 SIDECAR_FORMAT = "bigbigan-compiled"
-DEFAULT_ASCEND_BATCH = 256  # the original system's batch (DESIGN.md)
+DEFAULT_ASCEND_BATCH = 256  # the original system's batch (docs/architecture.md)
 
 # Accuracy bounds of reduced precision vs the fp32 source ONNX, on pixels in [0, 1]:
 # (mean abs diff, max abs diff). The mean is the accuracy cost that matters (the performance
@@ -209,7 +210,7 @@ def compile_model(
         checkpoint=Path(checkpoint) if checkpoint is not None else None,
         inputs=inputs,
         outputs=outputs,
-        source_meta=read_sidecar(onnx_path) or {},
+        source_meta=read_model_sidecar(onnx_path) or {},
         batch=batch,
         max_batch=max_batch,
         soc_version=soc_version,
@@ -293,7 +294,6 @@ def _meta(job: CompileJob, report: CompileReport, **extra: Any) -> dict[str, Any
     """The sidecar of a compiled artifact: provenance, interface, numbers."""
     src = job.source_meta
     return {
-        "format": SIDECAR_FORMAT,
         "target": job.target,
         "precision": job.precision,
         "device": job.device,
@@ -308,14 +308,6 @@ def _meta(job: CompileJob, report: CompileReport, **extra: Any) -> dict[str, Any
     }
 
 
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
-
-
-def _write_json(path: Path, meta: dict[str, Any]) -> None:
-    path.write_text(json.dumps(meta, indent=2) + "\n")
-
-
 @contextlib.contextmanager
 def _staged(out: Path) -> Iterator[Path]:
     """Yield `out`'s name inside a fresh temp dir beside it; if the block succeeds, move the
@@ -326,8 +318,8 @@ def _staged(out: Path) -> Iterator[Path]:
     try:
         staged = tmpdir / out.name
         yield staged
-        if _sidecar(staged).exists():
-            os.replace(_sidecar(staged), _sidecar(out))
+        if sidecar_path(staged).exists():
+            os.replace(sidecar_path(staged), sidecar_path(out))
         os.replace(staged, out)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
@@ -387,10 +379,10 @@ def _build_ort(job: CompileJob) -> CompileReport:
         if job.ort_level == "all":
             note += "; holds layout optimisations specific to this CPU: run it where it was made"
         report = CompileReport("ort", job.precision, job.out, seconds, None, note, max_abs)
-        report.sidecar = _sidecar(job.out)
+        report.sidecar = sidecar_path(job.out)
         meta = _meta(job, report, level=job.ort_level, file_format=fmt, rewrites=dict(rewrites))
         meta["inputs"], meta["outputs"] = specs_to_json(job.inputs), specs_to_json(job.outputs)
-        _write_json(_sidecar(staged), meta)
+        write_document(sidecar_path(staged), SIDECAR_FORMAT, meta)
     return report
 
 
@@ -464,10 +456,10 @@ def _build_ort_int8(job: CompileJob) -> CompileReport:
         )
         report = CompileReport("ort", job.precision, job.out, seconds, None, note, max_abs)
         report.mean_abs_diff = mean_abs
-        report.sidecar = _sidecar(job.out)
+        report.sidecar = sidecar_path(job.out)
         meta = _meta(job, report, file_format="ONNX", **_reduced_meta(job, report))
         meta["inputs"], meta["outputs"] = specs_to_json(job.inputs), specs_to_json(job.outputs)
-        _write_json(_sidecar(staged), meta)
+        write_document(sidecar_path(staged), SIDECAR_FORMAT, meta)
     return report
 
 
@@ -644,7 +636,7 @@ def _build_aoti_package(
     import torch
     import torch._inductor
 
-    from bigbigan.model.networks import ENCODER_INPUT, offline_module
+    from bigbigan.model.networks import offline_module
     from bigbigan.model.rewrite import fold_upsampling
     from bigbigan.runtimes.aoti import SIDECAR_FORMAT as AOTI_FORMAT
     from bigbigan.runtimes.aoti import AOTIRunner
@@ -716,10 +708,9 @@ def _build_aoti_package(
         if job.dynamic:
             report.note += f", batch 1..{job.max_batch}"
         report.note += _rewrites_note(rewrites)
-        report.sidecar = _sidecar(job.out)
+        report.sidecar = sidecar_path(job.out)
         meta = _meta(job, report, rewrites=dict(rewrites))
         meta.update(
-            format=AOTI_FORMAT,
             checkpoint=str(ckpt.directory.resolve()),
             step=ckpt.step,
             inputs=specs_to_json(specs),
@@ -728,7 +719,7 @@ def _build_aoti_package(
         )
         if autocast_bf16:
             meta["between_int8_ops"] = "bf16 (autocast)"
-        _write_json(_sidecar(staged), meta)  # the runner reads names from it
+        write_document(sidecar_path(staged), AOTI_FORMAT, meta)  # the runner reads names from it
         reduced = job.precision != "fp32"
         batch = job.batch or (REDUCED_VALIDATE_BATCH if reduced else 4)
         report.max_abs_diff, mean_abs = _accuracy(job, AOTIRunner, staged, batch=batch)
@@ -736,7 +727,7 @@ def _build_aoti_package(
         if reduced:
             report.mean_abs_diff = mean_abs
             meta.update(_reduced_meta(job, report))
-        _write_json(_sidecar(staged), meta)
+        write_document(sidecar_path(staged), AOTI_FORMAT, meta)
     return report
 
 
@@ -794,10 +785,10 @@ def _build_tensorrt(job: CompileJob) -> CompileReport:
         report = CompileReport("tensorrt", job.precision, job.out, seconds)
         report.note = f"TensorRT {trt.__version__}, {torch.cuda.get_device_name()}, TF32 off"
         report.max_abs_diff = _validate(job, TensorRTRunner, staged, batch=job.batch or 4)
-        report.sidecar = _sidecar(job.out)
+        report.sidecar = sidecar_path(job.out)
         meta = _meta(job, report, inputs=specs_to_json(job.inputs))
         meta["outputs"] = specs_to_json(job.outputs)
-        _write_json(_sidecar(staged), meta)
+        write_document(sidecar_path(staged), SIDECAR_FORMAT, meta)
     return report
 
 
@@ -886,10 +877,10 @@ def _build_ascend(job: CompileJob) -> CompileReport:
         argv = atc_command(static_path, base, inputs, job.soc_version)
         report = CompileReport("ascend", job.precision, static_path, seconds, format_command(argv))
         report.max_abs_diff = max_abs
-        report.sidecar = _sidecar(static_path)
+        report.sidecar = sidecar_path(static_path)
         meta = _meta(job, report, static_batch=batch, command=report.command)
         meta["inputs"], meta["outputs"] = specs_to_json(inputs), specs_to_json(outputs)
-        _write_json(_sidecar(staged), meta)
+        write_document(sidecar_path(staged), SIDECAR_FORMAT, meta)
     if shutil.which("atc") is None:
         report.note = (
             f"static ONNX, batch {batch}; atc is not on PATH, so {out.name} was not built: "

@@ -9,29 +9,31 @@ renamed into place, together with its JSON sidecar `G.onnx.json` (config, checkp
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
 import time
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec, validate_values
-from bigbigan.config import ModelConfig, to_dict
+from bigbigan.config import to_dict
+from bigbigan.documents import document_text, sidecar_path
 from bigbigan.errors import BigBiGANError
-from bigbigan.fsutil import atomic_path, read_json_document
-from bigbigan.runtimes.base import check_feed, specs_from_json, specs_to_json
-from bigbigan.runtimes.torch import offline_specs
-from bigbigan.training.sampling import truncated_normal
+from bigbigan.fsutil import atomic_path
+from bigbigan.interface import (
+    MAX_BATCH,
+    TensorSpec,
+    check_feed,
+    diff_stats,
+    offline_specs,
+    quiet_exporter,
+    sample_inputs,
+    specs_to_json,
+    torch_outputs,
+    validate_values,
+)
 
 SIDECAR_FORMAT = "bigbigan-onnx"
 EXPORT_BATCH = 2  # example batch for a dynamic export: not 0 or 1, which torch.export specialises
-MAX_BATCH = 4096  # upper bound of the symbolic batch dim
 
 
 @dataclass
@@ -44,88 +46,6 @@ class ExportReport:
     sidecar: Path | None = None  # `G.onnx.json`
     validate_batch: int = 0
     seconds: float = 0.0  # export + check + validation
-
-
-def sidecar_path(path: str | Path) -> Path:
-    """`G.onnx` -> `G.onnx.json`."""
-    path = Path(path)
-    return path.with_name(path.name + ".json")
-
-
-def read_sidecar(onnx_path: str | Path) -> dict[str, Any] | None:
-    """The export sidecar beside `onnx_path` (specs parsed), or None when there is none."""
-    sidecar = sidecar_path(onnx_path)
-    if not sidecar.is_file():
-        return None
-    meta = read_json_document(sidecar)
-    for key in ("inputs", "outputs"):
-        if key in meta:
-            meta[key] = specs_from_json(meta[key], f"{sidecar} {key}")
-    return meta
-
-
-def random_feed(
-    specs: list[TensorSpec], batch: int, *, num_classes: int | None = None, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """Seeded inputs for any offline interface: float images (rank 4) uniform in [0, 1), other
-    floats (noise) truncated normal, integer labels in [0, num_classes) (all 0 when unknown).
-    A static leading dim wins over `batch`."""
-    rng = np.random.default_rng(seed)
-    feed = {}
-    for spec in specs:
-        dims = [d if d is not None else batch for d in spec.shape[:1]]
-        dims += [d if d is not None else 1 for d in spec.shape[1:]]
-        shape = tuple(dims)
-        kind = spec.np_dtype.kind
-        if kind == "f" and len(shape) == 4:
-            feed[spec.name] = rng.random(shape, dtype=np.float32).astype(spec.np_dtype)
-        elif kind == "f":
-            feed[spec.name] = truncated_normal(rng, shape).astype(spec.np_dtype)
-        elif kind in "iu":
-            high = num_classes or 1
-            feed[spec.name] = rng.integers(0, high, shape).astype(spec.np_dtype)
-        else:
-            raise BigBiGANError(f"{spec.model_name}: cannot make sample {spec.dtype} inputs")
-    return feed
-
-
-def sample_inputs(
-    cfg: ModelConfig, *, encoder: bool = False, batch: int = 8, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """Seeded inputs for a model's offline interface: truncated-normal noise and int32 labels
-    in [0, num_classes) for the generator, uniform [0, 1) NHWC images for the encoder."""
-    inputs, _ = offline_specs(cfg, encoder)
-    return random_feed(inputs, batch, num_classes=cfg.num_classes, seed=seed)
-
-
-def diff_stats(found: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
-    """(max, mean) absolute difference; NaN anywhere makes both NaN."""
-    diff = np.abs(found.astype(np.float64) - reference.astype(np.float64))
-    return float(diff.max(initial=0.0)), float(diff.mean()) if diff.size else 0.0
-
-
-def torch_outputs(module: Any, feed: dict[str, np.ndarray], specs: list[TensorSpec]) -> np.ndarray:
-    """Run the offline PyTorch module on a numpy feed (in spec order)."""
-    import torch
-
-    with torch.inference_mode():
-        out = module(*(torch.from_numpy(feed[spec.name]) for spec in specs))
-    return out.numpy()
-
-
-@contextlib.contextmanager
-def quiet_exporter() -> Iterator[None]:
-    """Silence the exporter's deprecation warnings and logger chatter (e.g. "torchvision is
-    not installed"); failures still raise."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
 
 
 def _first_line(error: BaseException) -> str:
@@ -236,7 +156,6 @@ def export_onnx(
                 f"{tolerance:g} (mean {mean_abs:.3g}); nothing written"
             )
         meta = {
-            "format": SIDECAR_FORMAT,
             "role": role,
             "checkpoint": str(ckpt.directory.resolve()),
             "step": ckpt.step,
@@ -259,7 +178,7 @@ def export_onnx(
                 "onnxruntime": OnnxRuntimeRunner.version(),
             },
         }
-        tmp_meta.write_text(json.dumps(meta, indent=2) + "\n")
+        tmp_meta.write_text(document_text(SIDECAR_FORMAT, meta))
     return ExportReport(
         path=out,
         max_abs_diff=max_abs,
@@ -270,17 +189,3 @@ def export_onnx(
         validate_batch=int(next(iter(feed.values())).shape[0]),
         seconds=time.perf_counter() - started,
     )
-
-
-def onnx_specs(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """(inputs, outputs) of an onnx.ModelProto as TensorSpecs; symbolic dims become None."""
-    from onnx.helper import tensor_dtype_to_np_dtype
-
-    def spec(value: Any) -> TensorSpec:
-        tensor = value.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
-        return TensorSpec(value.name, tensor_dtype_to_np_dtype(tensor.elem_type), dims)
-
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = [spec(v) for v in model.graph.input if v.name not in initializers]
-    return inputs, [spec(v) for v in model.graph.output]

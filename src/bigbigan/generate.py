@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from bigbigan import limits
-from bigbigan.binio import save_bin, sidecar_path
+from bigbigan.binio import save_bin
+from bigbigan.documents import sidecar_path
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, guard_output, keep, sha256_file, write_text
-from bigbigan.infer import model_num_classes, read_inputs
+from bigbigan.harness.inputs import model_num_classes, read_inputs
 from bigbigan.runtimes import TorchRunner
 from bigbigan.training.distributed import Replicas
 from bigbigan.training.sampling import truncated_normal

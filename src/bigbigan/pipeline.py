@@ -22,7 +22,8 @@ from bigbigan.compare.files import (
 )
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, write_text
-from bigbigan.infer import InferResult, infer
+from bigbigan.harness.summary import InferResult
+from bigbigan.infer import infer
 
 T = TypeVar("T")
 
@@ -165,8 +166,8 @@ def pipeline_model(
     (their gpu_out.bin) and with pb_out.bin beside it when present. aoti needs a PyTorch
     checkpoint: recovered from a `.pb` of the reference generator, or named by an ONNX's
     sidecar; else the target is skipped with the reason."""
-    from bigbigan.export import read_sidecar
     from bigbigan.importers import is_frozen_graph
+    from bigbigan.interface import read_model_sidecar
 
     model, reference = Path(model), Path(reference)
     unknown = [t for t in targets if t not in TARGETS]
@@ -207,7 +208,7 @@ def pipeline_model(
         result = infer(path, items, out / name, loop=loop, device=device)
         return Stage(name, path, result)
 
-    meta = read_sidecar(onnx_path) or {}
+    meta = read_model_sidecar(onnx_path) or {}
     skip = {}
     if "aoti" in targets and not meta.get("checkpoint"):
         why = meta.get("checkpoint_recovery") or "a .pb of the reference generator recovers one"

@@ -218,13 +218,6 @@ def init_weights(model: nn.Module, init: str) -> None:
                 nn.init.zeros_(m.bias)
 
 
-# The offline interface (DESIGN.md): the names and layouts every export, runtime and .bin shares.
-GENERATOR_INPUTS = ("x1", "x2")  # noise float32 (N, z_dim), labels int32 (N,)
-GENERATOR_OUTPUT = "images"  # float32 (N, 32, 32, C), NHWC in [0, 1]
-ENCODER_INPUT = "x"  # float32 (N, 32, 32, C), NHWC in [0, 1]
-ENCODER_OUTPUT = "z"  # float32 (N, z_dim)
-
-
 class OfflineGenerator(nn.Module):
     """The generator behind the drop-in interface: (x1, x2 int32) -> NHWC images."""
 

@@ -16,8 +16,9 @@ from bigbigan import limits
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import note_input
 from bigbigan.importers import is_frozen_graph, resolve_model
+from bigbigan.interface import check_feed
 from bigbigan.runtimes.aoti import AOTIRunner
-from bigbigan.runtimes.base import Runner, check_feed
+from bigbigan.runtimes.base import Runner
 from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
 from bigbigan.runtimes.streams import StreamedRunner
 from bigbigan.runtimes.tensorrt import TensorRTRunner

@@ -7,36 +7,29 @@ it: input/output specs, the device it was compiled for, and where it came from.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec
 from bigbigan.errors import BigBiGANError
-from bigbigan.fsutil import read_json_document
-from bigbigan.runtimes.base import Runner, cuda_index, require_cuda, specs_from_json
+from bigbigan.interface import TensorSpec, read_model_sidecar
+from bigbigan.runtimes.base import Runner, cuda_index, require_cuda
 from bigbigan.runtimes.trust import require_trusted
 
 SIDECAR_FORMAT = "bigbigan-aoti"
 
 
-def sidecar_path(path: Path) -> Path:
-    """`G.pt2` -> `G.pt2.json`."""
-    return path.with_name(path.name + ".json")
-
-
 def read_sidecar(path: Path) -> dict[str, Any]:
     """The package's sidecar, with `inputs`/`outputs` parsed into TensorSpecs."""
-    sidecar = sidecar_path(path)
-    if not sidecar.is_file():
-        raise BigBiGANError(
-            f"{path}: no sidecar {sidecar.name} with the input/output names; "
-            "compile packages with `bigbigan compile --target aoti`"
-        )
-    meta = read_json_document(sidecar, SIDECAR_FORMAT)
-    meta["inputs"] = specs_from_json(meta.get("inputs"), f"{sidecar} inputs")
-    meta["outputs"] = specs_from_json(meta.get("outputs"), f"{sidecar} outputs")
+    meta = read_model_sidecar(
+        path,
+        SIDECAR_FORMAT,
+        missing="it holds the input/output names; compile packages with "
+        "`bigbigan compile --target aoti`",
+    )
+    assert meta is not None  # `missing` makes a missing sidecar an error
     return meta
 
 
@@ -117,6 +110,9 @@ class AOTIRunner(Runner):
         return {
             spec.name: value.cpu().numpy() for spec, value in zip(self.outputs, values, strict=True)
         }
+
+    def device_module(self) -> Callable[..., Any] | None:
+        return self._model
 
     def _close_impl(self) -> None:
         self._model = None

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec
 from bigbigan.errors import BigBiGANError
+from bigbigan.interface import TensorSpec
 from bigbigan.runtimes.base import Runner
 
 HINTS = {"fp32": "f32", "bf16": "bf16"}  # our precision names -> INFERENCE_PRECISION_HINT
@@ -100,7 +100,7 @@ class OpenVINORunner(Runner):
         if self.path.suffix.lower() == ".onnx":  # OpenVINO may name a port after a later tensor
             import onnx
 
-            from bigbigan.export import onnx_specs
+            from bigbigan.interface import onnx_specs
 
             names = onnx_specs(onnx.load(str(self.path), load_external_data=False))
             inputs = [

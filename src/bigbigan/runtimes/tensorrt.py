@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec
 from bigbigan.errors import BigBiGANError
+from bigbigan.interface import TensorSpec
 from bigbigan.runtimes.base import Runner, cuda_index, require_cuda
 
 NOT_INSTALLED = (

@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec
-from bigbigan.config import ModelConfig
 from bigbigan.errors import BigBiGANError
+from bigbigan.interface import TensorSpec, offline_specs
 from bigbigan.runtimes.base import Runner, require_cuda
 
 ROLES = ("generator", "encoder")
-
-
-def offline_specs(
-    cfg: ModelConfig, encoder: bool = False
-) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """The offline interface of a model config (DESIGN.md), dynamic batch: (inputs, outputs)."""
-    from bigbigan.model.networks import (
-        ENCODER_INPUT,
-        ENCODER_OUTPUT,
-        GENERATOR_INPUTS,
-        GENERATOR_OUTPUT,
-    )
-
-    image = (None, cfg.resolution, cfg.resolution, cfg.channels)  # NHWC
-    z_dim = cfg.z_dim
-    if encoder:
-        return [TensorSpec(ENCODER_INPUT, "float32", image)], [
-            TensorSpec(ENCODER_OUTPUT, "float32", (None, z_dim))
-        ]
-    inputs = [TensorSpec(GENERATOR_INPUTS[0], "float32", (None, z_dim))]
-    if cfg.conditional:
-        inputs.append(TensorSpec(GENERATOR_INPUTS[1], "int32", (None,)))
-    return inputs, [TensorSpec(GENERATOR_OUTPUT, "float32", image)]
 
 
 class TorchRunner(Runner):
@@ -94,6 +72,9 @@ class TorchRunner(Runner):
         with torch.inference_mode():
             out = self._module(*args)
         return {self.outputs[0].name: out.cpu().numpy()}
+
+    def device_module(self) -> Callable[..., Any] | None:
+        return self._module
 
     def _close_impl(self) -> None:
         self._module = None
