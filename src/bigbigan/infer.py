@@ -115,6 +115,25 @@ def _label(runner: Runner, streams: int, micro_batch: int) -> str:
     )
 
 
+_ARGUMENTS = ("model", "backend", "device", "threads", "streams", "micro_batch", "input", "batch")
+_ARGUMENTS += ("seed", "warmup", "loop", "duration_s", "outfmt", "output_dir")
+
+
+def _arguments(
+    call: dict[str, Any], inputs: Sequence[str | Path] | None, out_dir: Path | None
+) -> dict[str, Any]:
+    """The summary's `arguments`: the call as given, paths as strings, in schema order."""
+    values = {
+        **call,
+        "model": str(call["model"]),
+        "input": [str(i) for i in inputs] if inputs else None,
+        "loop": call["loop"] if call["duration"] is None else None,
+        "duration_s": call["duration"],
+        "output_dir": str(out_dir) if out_dir else None,
+    }
+    return {key: values[key] for key in _ARGUMENTS}
+
+
 def infer(
     model: str | Path,
     inputs: Sequence[str | Path] | None,
@@ -147,22 +166,7 @@ def infer(
     _check_arguments(outfmt, loop, duration, warmup, batch, summary)
     model = Path(model)
     out_dir = ensure_dir(output_dir, flag="--output") if output_dir is not None else None
-    arguments = {
-        "model": str(model),
-        "backend": backend,
-        "device": device,
-        "threads": threads,
-        "streams": streams,
-        "micro_batch": micro_batch,
-        "input": [str(i) for i in inputs] if inputs else None,
-        "batch": batch,
-        "seed": seed,
-        "warmup": warmup,
-        "loop": loop if duration is None else None,
-        "duration_s": duration,
-        "outfmt": outfmt,
-        "output_dir": str(out_dir) if out_dir else None,
-    }
+    arguments = _arguments(locals(), inputs, out_dir)  # the parameters, as called
     if duration is None and loop is None:
         arguments["loop"] = loop = 1
     stem = model_stem(model)

@@ -1,4 +1,4 @@
-"""The five BigBiGAN networks (DESIGN.md, "The model") and the whole that holds them."""
+"""The five BigBiGAN networks (docs/architecture.md, "The model") and the whole that holds them."""
 
 from __future__ import annotations
 
