@@ -20,6 +20,7 @@ from bigbigan.compare.files import (
     load_outputs,
     save_side_by_side,
 )
+from bigbigan.documents import document
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, write_text
 from bigbigan.harness.summary import InferResult
@@ -36,6 +37,7 @@ ARTIFACTS = {
     "ascend": "G.om",
 }
 GRID_FILE = "grid.png"
+REPORT_FORMAT = "bigbigan-pipeline"
 
 
 @dataclass
@@ -258,21 +260,24 @@ def pipeline_model(
             "load_s": round(stage.result.load_seconds, 3),
         }
         rows.append(row)
-    report = {
-        "settings": {
-            "model": str(model),
-            "inputs": str(inputs),
-            "batch": first.result.batch,
-            "loop": loop,
-            "device": device,
-            "tolerance": tolerance,
+    report = document(
+        REPORT_FORMAT,
+        {
+            "settings": {
+                "model": str(model),
+                "inputs": str(inputs),
+                "batch": first.result.batch,
+                "loop": loop,
+                "device": device,
+                "tolerance": tolerance,
+            },
+            "references": {n: str(p) for n, p in zip(ref_names, references, strict=True)},
+            "assumed": assumed,
+            "stages": rows,
+            "notes": notes,
+            "grid": GRID_FILE,
         },
-        "references": {n: str(p) for n, p in zip(ref_names, references, strict=True)},
-        "assumed": assumed,
-        "stages": rows,
-        "notes": notes,
-        "grid": GRID_FILE,
-    }
+    )
     write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     write_text(out / "report.md", format_model_markdown(report))
     failed = sorted(
@@ -384,7 +389,8 @@ def build_report(
                 "load_s": round(stage.result.load_seconds, 3),
             }
         )
-    return {"settings": settings, "stages": rows, "notes": notes, "grid": GRID_FILE}
+    body = {"settings": settings, "stages": rows, "notes": notes, "grid": GRID_FILE}
+    return document(REPORT_FORMAT, body)
 
 
 def format_markdown(report: dict[str, Any]) -> str:
