@@ -206,7 +206,7 @@ class FileSummary:
 
 ORIGINAL_LABELS = {"gpu_out": "GPU", "pb_out": "pb"}  # getAcc's names for the original's files
 ORIGINAL_BATCH = 256  # what the original's files hold, when nothing else says
-IMAGE_SIDE = 32  # the offline interface's NHWC images (DESIGN.md)
+IMAGE_SIDE = 32  # the offline interface's NHWC images (docs/architecture.md)
 ORIGINAL_GRID = "compare_grid.png"  # drawn unasked beside the original's files, as getAcc does
 
 
