@@ -17,11 +17,10 @@ from bigbigan.bench import (
     format_table,
     generated_label_accuracy,
     gpu_bf16_peak,
-    latency_stats,
     parse_batch_sizes,
     parse_names,
     random_checkpoint,
-    time_calls,
+    row_latency,
 )
 from bigbigan.cli.main import main
 from bigbigan.errors import BigBiGANError
@@ -34,11 +33,11 @@ ROW_KEYS = {
 }  # fmt: skip
 
 
-def test_latency_stats_and_parsers() -> None:
-    stats = latency_stats([0.001, 0.002, 0.003, 0.004, 0.100])
+def test_row_latency_and_parsers() -> None:
+    stats = row_latency([1.0, 2.0, 3.0, 4.0, 100.0])  # milliseconds
     assert stats["latency_ms"] == pytest.approx(3.0)
     assert stats["p10_ms"] < stats["latency_ms"] < stats["p90_ms"] and stats["iqr_ms"] > 0
-    assert latency_stats([0.005])["iqr_ms"] == 0.0
+    assert row_latency([5.0])["iqr_ms"] == 0.0
     assert parse_batch_sizes("1,16, 256") == (1, 16, 256)
     for bad in ("", "0,4", "a,b"):
         with pytest.raises(BigBiGANError, match="--batch-sizes"):
@@ -59,7 +58,7 @@ def test_gpu_peak_table() -> None:
 
 
 def test_random_checkpoint_is_not_saturated(tmp_path: Path) -> None:
-    from bigbigan.export import sample_inputs
+    from bigbigan.interface import sample_inputs
     from bigbigan.model.networks import offline_module
     from bigbigan.training.checkpoint import load_model
 
@@ -209,20 +208,6 @@ def test_bench_aoti_and_micro_batches(tiny_checkpoint: Path, tmp_path: Path) -> 
 def test_row_label() -> None:
     row = Row("aoti", "int8", "micro-batch 32", 256, 1.0, 1.0, 1.0, 1.0, 0.0, 1, 0.0, 0.0)
     assert row.label == "aoti int8 micro-batch 32"
-
-
-def test_time_calls_warms_up_then_times() -> None:
-    calls = []
-
-    def infer(feed: dict) -> np.ndarray:
-        calls.append(1)
-        return feed["x1"] + len(calls)
-
-    output, seconds = time_calls(infer, {"x1": np.zeros(2)}, warmup=0, repeats=3)
-    assert len(calls) == 4 and len(seconds) == 3 and all(s >= 0 for s in seconds)
-    np.testing.assert_array_equal(output, [1.0, 1.0])  # the first (untimed) call's output
-    _, seconds = time_calls(infer, {"x1": np.zeros(2)}, warmup=2, repeats=1)
-    assert len(calls) == 7 and len(seconds) == 1
 
 
 def test_gpu_rows_are_listed_without_a_gpu() -> None:

@@ -155,7 +155,7 @@ def test_an_internal_error_is_reported_as_a_bug(monkeypatch, capsys):
 def test_verbose_shows_the_traceback_and_hidden_causes(how, inputs, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "checkpoint.json").write_text("{not json")  # read_json_document raises `from None`
+    (run / "checkpoint.json").write_text("{not json")  # documents.read_document raises `from None`
     argv = ["generate", "--checkpoint", str(run), "--input", inputs, "--out", str(tmp_path / "o")]
     if how == "--verbose before":
         argv = ["--verbose", *argv]

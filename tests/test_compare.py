@@ -292,7 +292,7 @@ def test_cli_json_and_summary(files, tmp_path, capsys):
     assert main([*argv, "--json", "--summary", str(summary)]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report == json.loads(summary.read_text())
-    assert report["schema"] == "bigbigan-compare" and report["passed"] is False
+    assert report["format"] == "bigbigan-compare" and report["passed"] is False
     near, far = report["pairs"]
     assert near["passed"] is True and far["passed"] is False
     assert far["needed_tolerance"] == pytest.approx(1e-2, rel=1e-3)

@@ -15,7 +15,8 @@ import pytest
 
 from bigbigan.compile import CompileReport, compile_model
 from bigbigan.errors import BigBiGANError
-from bigbigan.export import ExportReport, onnx_specs, random_feed
+from bigbigan.export import ExportReport
+from bigbigan.interface import onnx_specs, random_feed
 from bigbigan.runtimes import open_runner, registry
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None

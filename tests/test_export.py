@@ -9,10 +9,10 @@ import numpy as np
 import onnx
 import pytest
 
-from bigbigan.binio import TensorSpec
 from bigbigan.config import ModelConfig
 from bigbigan.errors import BigBiGANError
-from bigbigan.export import ExportReport, export_onnx, read_sidecar, sample_inputs
+from bigbigan.export import ExportReport, export_onnx
+from bigbigan.interface import TensorSpec, read_model_sidecar, sample_inputs
 from bigbigan.runtimes import OnnxRuntimeRunner, TorchRunner
 from bigbigan.training import checkpoint
 from bigbigan.training.checkpoint import read
@@ -66,7 +66,7 @@ def test_sidecar_records_config_checkpoint_and_numbers(
     assert meta["model"]["ch"] == 8 and meta["opset"] == 18 and meta["static_batch"] is None
     assert meta["validation"]["max_abs_diff"] == tiny_onnx.max_abs_diff
     assert meta["validation"]["batches"] == [8, 1]
-    assert read_sidecar(tiny_onnx.path)["inputs"] == G_INPUTS
+    assert read_model_sidecar(tiny_onnx.path)["inputs"] == G_INPUTS
 
 
 def test_encoder_export(tiny_encoder_onnx: ExportReport, tiny_checkpoint: Path) -> None:

@@ -95,7 +95,7 @@ def test_per_layer_tolerance_and_json(tiny_onnx, tmp_path, capsys):
     assert main([*argv, "--atol", "generator.block3.skip:10"]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["first_divergence"]["layer"] == "generator.block3"
-    assert doc["schema"] == "bigbigan-layerwise" and len(doc["layers"]) == len(report.results)
+    assert doc["format"] == "bigbigan-layerwise" and len(doc["layers"]) == len(report.results)
     with pytest.raises(BigBiGANError, match="nothing compared is named 'generator.nope'"):
         layerwise(bad, batch=2, tolerances=parse_tolerances(["generator.nope:1"]))
 

@@ -7,7 +7,7 @@ from bigbigan.config import ModelConfig
 from bigbigan.errors import BigBiGANError
 from bigbigan.model.networks import BigBiGAN, count_parameters, generator_flops, offline_module
 
-# DESIGN.md's table: trainable parameters of the reference at ch=64.
+# docs/architecture.md's table ("The model"): trainable parameters of the reference at ch=64.
 REFERENCE_COUNTS = {
     (1, True): {"G": 2_081_201, "E": 550_948, "F": 2_368_986, "H": 42_113, "J": 70_273},
     (1, False): {"G": 2_011_249, "E": 550_948, "F": 2_366_426, "H": 42_113, "J": 70_273},

@@ -14,7 +14,8 @@ import pytest
 from bigbigan.cli.main import main
 from bigbigan.compile import PRECISION_LIMITS, CompileReport, compile_model
 from bigbigan.errors import BigBiGANError
-from bigbigan.export import ExportReport, random_feed
+from bigbigan.export import ExportReport
+from bigbigan.interface import random_feed
 from bigbigan.runtimes import backend_for, open_runner
 
 pytestmark = pytest.mark.skipif(

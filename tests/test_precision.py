@@ -15,10 +15,10 @@ import bigbigan.compile as compile_module
 from bigbigan.compile import PRECISION_LIMITS, CompileReport, compile_model
 from bigbigan.config import ModelConfig
 from bigbigan.errors import BigBiGANError
-from bigbigan.export import ExportReport, random_feed
+from bigbigan.export import ExportReport
+from bigbigan.interface import offline_specs, random_feed
 from bigbigan.runtimes import open_runner
 from bigbigan.runtimes.build import CALIBRATION_SAMPLES, calibration_feeds
-from bigbigan.runtimes.torch import offline_specs
 from bigbigan.training.sampling import TRUNCATION
 
 HAS_TORCHAO = importlib.util.find_spec("torchao") is not None

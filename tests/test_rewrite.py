@@ -14,7 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from bigbigan.cli.main import main
 from bigbigan.compile import compile_model
-from bigbigan.export import ExportReport, random_feed
+from bigbigan.export import ExportReport
+from bigbigan.interface import random_feed
 from bigbigan.model.blocks import UpBlock
 from bigbigan.model.networks import offline_module
 from bigbigan.model.rewrite import (

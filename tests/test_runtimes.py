@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bigbigan.binio import TensorSpec
 from bigbigan.compile import CompileReport
 from bigbigan.errors import BigBiGANError
 from bigbigan.export import ExportReport
+from bigbigan.interface import TensorSpec
 from bigbigan.runtimes import (
     RUNNERS,
     AOTIRunner,

@@ -13,8 +13,10 @@ import pytest
 from bigbigan.cli.main import main
 from bigbigan.compile import CompileReport
 from bigbigan.errors import BigBiGANError
-from bigbigan.export import ExportReport, random_feed
-from bigbigan.infer import infer, validate_summary
+from bigbigan.export import ExportReport
+from bigbigan.harness.summary import validate_summary
+from bigbigan.infer import infer
+from bigbigan.interface import random_feed
 from bigbigan.runtimes import OnnxRuntimeRunner, StreamedRunner, open_runner
 
 

@@ -1,6 +1,6 @@
-"""The reference generator written in TensorFlow from docs (DESIGN.md, "The model"), as the
-original system's TF2 code computes it, and frozen as its `save_pb` does: a tf.function traced
-at a fixed batch, convert_variables_to_constants_v2, placeholders x1/x2, output Identity.
+"""The reference generator written in TensorFlow from docs (docs/architecture.md, "The model"),
+as the original system's TF2 code computes it, and frozen as its `save_pb` does: a tf.function
+traced at a fixed batch, convert_variables_to_constants_v2, placeholders x1/x2, output Identity.
 
 Its ops are the ones the original's Keras layers trace to: spectral norm as one power iteration
 on a stored `u` in every call (so the frozen graph holds W/sigma as a constant subgraph),

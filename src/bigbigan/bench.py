@@ -4,11 +4,12 @@
 
 One checkpoint (given, or random weights with measured batch-norm statistics) is exported once
 and compiled for every target that is available here; then, per batch size, every row runs
-the same seeded inputs: warm-up calls (excluded; they give the accuracy figures), then `repeats`
-timed calls (`time_calls`). Each row has images/s (batch / median latency), the median latency
-and its spread (p10, p90, IQR), the mean/max absolute pixel difference against PyTorch fp32 on
-the same inputs, and the speed ratio against the plain ONNX Runtime fp32 session (`bigbigan
-export`'s file, default options) measured in the same run. Output: a table, `bench.json`,
+the same seeded inputs: warm-up calls (at least one, excluded), then `repeats` timed calls
+(harness/timing.py, the loop `infer` uses; the last call gives the accuracy figures). Each row
+has images/s (batch / median latency), the median latency and its spread (p10, p90, IQR), the
+mean/max absolute pixel difference against PyTorch fp32 on the same inputs, and the speed ratio
+against the plain ONNX Runtime fp32 session (`bigbigan export`'s file, default options) measured
+in the same run. Output: a table, `bench.json`,
 `bench.png`. The rows come from the registry: each backend's runtime module lists its rows as
 `open_runner` arguments (runtimes/registry.py `BenchRow`), and the artifacts they need are built
 with `compile_model`.
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,6 +34,8 @@ import numpy as np
 from bigbigan import limits
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import atomic_path, ensure_dir, write_text
+from bigbigan.harness.machine import machine_info
+from bigbigan.harness.timing import latency_stats, time_calls
 from bigbigan.runtimes import registry
 from bigbigan.runtimes.base import Runner
 from bigbigan.runtimes.registry import BenchRow, BenchSettings
@@ -51,7 +53,6 @@ DEFAULT_MICRO_BATCH = 32  # AOTInductor packages also run large batches in slice
 DEFAULT_STREAMS = os.cpu_count() or 1  # ONNX Runtime rows also run with one copy per core
 RANDOM_SEED = 0
 LABEL_SAMPLES = 1000
-CPU_FLAGS = {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}
 
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, matched in order against the CUDA
 # device name: the first entry found in it wins ("H100 PCIe" before "H100", "L40S" before "L4").
@@ -113,21 +114,7 @@ class BenchResult:
         }
 
 
-# ---- timing and statistics ----
-
-
-def latency_stats(seconds: Sequence[float]) -> dict[str, float]:
-    """Median, p10, p90 and IQR of per-call latencies, in milliseconds."""
-    if not seconds:
-        raise BigBiGANError("no timings to summarise")
-    ms = np.asarray(seconds, dtype=np.float64) * 1e3
-    p10, q1, median, q3, p90 = np.percentile(ms, [10, 25, 50, 75, 90])
-    return {
-        "latency_ms": float(median),
-        "p10_ms": float(p10),
-        "p90_ms": float(p90),
-        "iqr_ms": float(q3 - q1),
-    }
+# ---- arguments ----
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
@@ -150,36 +137,6 @@ def parse_names(text: str | None, known: Sequence[str], flag: str) -> tuple[str,
     if unknown or not names:
         raise BigBiGANError(f"{flag} {text}: expected a comma-separated subset of {known}")
     return names
-
-
-def time_calls(
-    infer: Callable[[dict[str, np.ndarray]], np.ndarray],
-    feed: dict[str, np.ndarray],
-    *,
-    warmup: int,
-    repeats: int,
-    sync: Callable[[], None] = lambda: None,
-) -> tuple[np.ndarray, list[float]]:
-    """`warmup` untimed calls (at least one: its output is returned for the accuracy figures),
-    then `repeats` timed ones (perf_counter, a device synchronise on either side).
-
-    One candidate's calls run back to back, its warm-up right before them: the thread pools of
-    the candidate before it (ONNX Runtime's spinning workers, OpenMP, TBB) have gone quiet by the
-    first timed call. Interleaving candidates call by call was tried and measured each one
-    against the previous one's spinning threads instead, worst at batch 1.
-    """
-    output = None
-    for _ in range(max(warmup, 1)):
-        output = infer(feed)
-    sync()
-    seconds = []
-    for _ in range(repeats):
-        sync()
-        started = time.perf_counter()
-        infer(feed)
-        sync()
-        seconds.append(time.perf_counter() - started)
-    return output, seconds
 
 
 Infer = Callable[[dict[str, np.ndarray]], np.ndarray]
@@ -272,43 +229,15 @@ def generated_label_accuracy(
 # ---- the run ----
 
 
-def _machine(device: str) -> dict[str, Any]:
-    import onnxruntime
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    flags: list[str] = []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = sorted(set(line.split(":", 1)[1].split()) & CPU_FLAGS)
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu_flags": flags,  # what reduced precision can use: VNNI, BF16, AMX
-        "load_average": [round(x, 2) for x in os.getloadavg()]
-        if hasattr(os, "getloadavg")
-        else None,
+def row_latency(ms: Sequence[float]) -> dict[str, float]:
+    """A row's latency fields from its timed calls (milliseconds): median, p10, p90, IQR."""
+    stats = latency_stats(ms)
+    return {
+        "latency_ms": stats["median"],
+        "p10_ms": stats["p10"],
+        "p90_ms": stats["p90"],
+        "iqr_ms": stats["iqr"],
     }
-    try:
-        import openvino
-
-        info["openvino"] = openvino.__version__
-    except ImportError:
-        pass
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def gpu_bf16_peak(name: str) -> float | None:
@@ -401,26 +330,26 @@ def _measure(
     accuracies: dict[str, float],
     sync: Callable[[], None],
 ) -> list[Row]:
-    """One batch size: every row that takes it timed on `feed` (`time_calls`), its images
+    """One batch size: every row that takes it timed on `feed` (harness `time_calls`), its images
     compared with PyTorch fp32's (the row with no variant) on the same feed."""
     batch = next(iter(feed.values())).shape[0]
     active = [(row, runner) for row, runner in opened if batch >= row.min_batch]
     outputs: list[np.ndarray] = []
     times: list[list[float]] = []
     for _, runner in active:
-        output, seconds = time_calls(
-            _images(runner), feed, warmup=warmup, repeats=repeats, sync=sync
-        )
+        timing, (output,) = time_calls(
+            _images(runner), [feed], warmup=max(warmup, 1), loop=repeats, sync=sync
+        )  # one warm-up at least: a CUDA graph is captured on its first call
         outputs.append(output)
-        times.append(seconds)
+        times.append(timing.runs_ms)
     reference = next(
         out
         for (row, _), out in zip(active, outputs, strict=True)
         if (row.backend, row.precision, row.variant) == ("torch", "fp32", "")
     ).astype(np.float64)
     rows = []
-    for (row, _), output, seconds in zip(active, outputs, times, strict=True):
-        stats = latency_stats(seconds)
+    for (row, _), output, ms in zip(active, outputs, times, strict=True):
+        stats = row_latency(ms)
         diff = np.abs(output.astype(np.float64) - reference)
         rows.append(
             Row(
@@ -534,10 +463,10 @@ def bench(
     that read best where they happen."""
     import torch
 
-    from bigbigan.export import export_onnx, random_feed
+    from bigbigan.export import export_onnx
+    from bigbigan.interface import offline_specs, random_feed
     from bigbigan.model.networks import generator_flops
     from bigbigan.runtimes.base import require_cuda
-    from bigbigan.runtimes.torch import offline_specs
 
     log = log or (lambda _msg: None)
     backends = registry.bench_backends() if backends is None else tuple(backends)
@@ -605,7 +534,7 @@ def bench(
         "format": FORMAT,
         "version": VERSION,
         "device": device,
-        "machine": _machine(device),
+        "machine": machine_info(device, libraries=True),
         "model": asdict(cfg),
         "checkpoint": source,
         "gflop_per_image": flops / 1e9,
@@ -637,7 +566,9 @@ def bench(
 def _title(meta: dict[str, Any]) -> str:
     machine = meta["machine"]
     threads = machine["torch_threads"]
-    where = machine.get("gpu") or f"{machine['cpu']}, {threads} thread{'s' * (threads != 1)}"
+    where = f"{machine['cpu']}, {threads} thread{'s' * (threads != 1)}"
+    if meta["device"].startswith("cuda") and machine.get("gpu"):
+        where = machine["gpu"]
     return f"BigBiGAN generator (ch={meta['model']['ch']}), {where}"
 
 

@@ -1,8 +1,10 @@
 """msame-compatible raw `.bin` files: little-endian, C order, no header, plus a JSON sidecar.
 
-Every `.bin` this project writes gets `name.bin.json` = `{"dtype": "float32", "shape": [256, 100]}`
-beside it. When reading, the sidecar wins; without one (a file from msame or another tool), the
-dtype and shape come from the model's input spec, with the batch size inferred from the file size.
+Every `.bin` this project writes gets `name.bin.json` beside it: the document header and
+`{"dtype": "float32", "shape": [256, 100]}` (docs/architecture.md, "File formats"). When reading,
+the sidecar wins (a hand-written one needs only dtype and shape); without one (a file from msame
+or another tool), the dtype and shape come from the model's input spec, with the batch size
+inferred from the file size.
 """
 
 from __future__ import annotations
@@ -10,57 +12,19 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bigbigan import limits
+from bigbigan.documents import document_text, sidecar_path
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import atomic_path, note_input, require_regular, write_text
+from bigbigan.interface import TensorSpec, dtype_mismatch, format_shape
 
 # Kinds of dtype a raw file can hold: bool, signed/unsigned int, float, complex.
 _RAW_KINDS = "biufc"
-# What the shared input names mean (DESIGN.md: the export, runtimes and .bin files share them).
-_ROLES = {"x1": "noise input", "x2": "label input"}
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """What a model input or output expects. A `None` dim (usually the batch) is dynamic."""
-
-    name: str  # shared input/output name, e.g. "x1"
-    dtype: str  # canonical numpy name, e.g. "float32"; np.dtype objects are normalised to it
-    shape: tuple[int | None, ...]  # e.g. (None, 100)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
-        object.__setattr__(self, "shape", tuple(self.shape))
-
-    @property
-    def np_dtype(self) -> np.dtype:
-        return np.dtype(self.dtype)
-
-    @property
-    def model_name(self) -> str:
-        """`model input x1` for the shared input names, `model tensor <name>` for others."""
-        return f"model {'input' if self.name in _ROLES else 'tensor'} {self.name}"
-
-    @property
-    def role(self) -> str:
-        """`noise input x1`, `label input x2`, or `tensor <name>` for other names."""
-        return f"{_ROLES.get(self.name, 'tensor')} {self.name}"
-
-
-def sidecar_path(path: str | os.PathLike[str]) -> Path:
-    """`x.bin` -> `x.bin.json`."""
-    path = Path(path)
-    return path.with_name(path.name + ".json")
-
-
-def format_shape(shape: tuple[int | None, ...] | list[int]) -> str:
-    """`(None, 100)` -> `[*, 100]`."""
-    return "[" + ", ".join("*" if d is None else str(d) for d in shape) + "]"
+SIDECAR_FORMAT = "bigbigan-bin"
 
 
 def _raw(array: np.ndarray) -> np.ndarray:
@@ -85,7 +49,7 @@ def save_bin(path: str | os.PathLike[str], array: np.ndarray) -> None:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:  # not tofile: its short write hides the errno
                 f.write(raw.data if raw.ndim else raw.tobytes())
-            write_text(sidecar, json.dumps(meta) + "\n")
+            write_text(sidecar, document_text(SIDECAR_FORMAT, meta, indent=None))
             placed = True
     except BaseException:
         if placed:
@@ -155,14 +119,6 @@ def _read_sidecar(sidecar: Path) -> tuple[np.dtype, tuple[int, ...]]:
 
 
 read_sidecar = _read_sidecar  # public: compare reads sidecars found elsewhere in a run
-
-
-def dtype_mismatch(name: str, found: np.dtype, spec: TensorSpec) -> BigBiGANError:
-    """`label.bin: dtype int64, model input x2 expects int32 (convert with .astype(np.int32))`."""
-    msg = f"{name}: dtype {found.name}, {spec.model_name} expects {spec.dtype}"
-    if found.kind in "iu" and spec.np_dtype.kind in "iu":
-        msg += f" (convert with .astype(np.{spec.dtype}))"
-    return BigBiGANError(msg)
 
 
 def _check_batch(name: str, found: int, spec: TensorSpec | None, batch: int | None) -> None:
@@ -253,29 +209,6 @@ def load_bin(
 
     data = np.fromfile(path, dtype=dtype.newbyteorder(order))
     return data.astype(dtype.newbyteorder("="), copy=False).reshape(shape)
-
-
-def validate_values(
-    name_or_path: str | os.PathLike[str],
-    array: np.ndarray,
-    spec: TensorSpec | None,
-    num_classes: int | None,
-) -> None:
-    """Reject NaN/Inf in float arrays and, given `num_classes`, integer labels outside range."""
-    name = str(name_or_path)
-    array = np.asarray(array)
-    role = spec.role if spec is not None else "array"
-    if array.dtype.kind in "fc":
-        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
-        if bad:
-            raise BigBiGANError(f"{name}: {bad} NaN/Inf values in {role}")
-    elif array.dtype.kind in "iu" and num_classes is not None:
-        out = array[(array < 0) | (array >= num_classes)]
-        if out.size:
-            more = f" and {out.size - 1} more" if out.size > 1 else ""
-            raise BigBiGANError(
-                f"{name}: labels must be in [0, {num_classes}), found {out.flat[0]}{more}"
-            )
 
 
 def load_npy(path: str | os.PathLike[str]) -> np.ndarray:

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from bigbigan.errors import BigBiGANError
-from bigbigan.export import MAX_BATCH, onnx_specs, read_sidecar
 from bigbigan.fsutil import ensure_dir, guard_output
 from bigbigan.importers import is_frozen_graph, resolve_model
+from bigbigan.interface import MAX_BATCH, onnx_specs
+from bigbigan.interface import read_model_sidecar as read_sidecar
 from bigbigan.runtimes import registry
 from bigbigan.runtimes.build import PRECISION_LIMITS, CompileJob, CompileReport
 from bigbigan.runtimes.onnxruntime import check_model_file

@@ -16,7 +16,8 @@ INITS = ("normal", "orthogonal")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of the five networks; the defaults are the reference's (DESIGN.md)."""
+    """Architecture of the five networks; the defaults are the reference's (docs/architecture.md,
+    "The model")."""
 
     channels: int = 1  # image channels C: 1 (MNIST family), 3 (CIFAR-10)
     ch: int = 64  # base width; G runs 4ch -> 4ch -> 2ch -> ch, F the reverse

@@ -9,29 +9,35 @@ renamed into place, together with its JSON sidecar `G.onnx.json` (config, checkp
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
 import time
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec, validate_values
 from bigbigan.config import ModelConfig, to_dict
+from bigbigan.documents import document_text, sidecar_path
 from bigbigan.errors import BigBiGANError
-from bigbigan.fsutil import atomic_path, read_json_document
-from bigbigan.runtimes.base import check_feed, specs_from_json, specs_to_json
-from bigbigan.runtimes.torch import offline_specs
-from bigbigan.training.sampling import truncated_normal
+from bigbigan.fsutil import atomic_path
+from bigbigan.interface import (
+    MAX_BATCH,
+    TensorSpec,
+    check_feed,
+    diff_stats,
+    offline_specs,
+    quiet_exporter,
+    sample_inputs,
+    specs_to_json,
+    torch_outputs,
+    validate_values,
+)
+
+if TYPE_CHECKING:
+    from bigbigan.training.checkpoint import Checkpoint
 
 SIDECAR_FORMAT = "bigbigan-onnx"
 EXPORT_BATCH = 2  # example batch for a dynamic export: not 0 or 1, which torch.export specialises
-MAX_BATCH = 4096  # upper bound of the symbolic batch dim
 
 
 @dataclass
@@ -46,91 +52,136 @@ class ExportReport:
     seconds: float = 0.0  # export + check + validation
 
 
-def sidecar_path(path: str | Path) -> Path:
-    """`G.onnx` -> `G.onnx.json`."""
-    path = Path(path)
-    return path.with_name(path.name + ".json")
-
-
-def read_sidecar(onnx_path: str | Path) -> dict[str, Any] | None:
-    """The export sidecar beside `onnx_path` (specs parsed), or None when there is none."""
-    sidecar = sidecar_path(onnx_path)
-    if not sidecar.is_file():
-        return None
-    meta = read_json_document(sidecar)
-    for key in ("inputs", "outputs"):
-        if key in meta:
-            meta[key] = specs_from_json(meta[key], f"{sidecar} {key}")
-    return meta
-
-
-def random_feed(
-    specs: list[TensorSpec], batch: int, *, num_classes: int | None = None, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """Seeded inputs for any offline interface: float images (rank 4) uniform in [0, 1), other
-    floats (noise) truncated normal, integer labels in [0, num_classes) (all 0 when unknown).
-    A static leading dim wins over `batch`."""
-    rng = np.random.default_rng(seed)
-    feed = {}
-    for spec in specs:
-        dims = [d if d is not None else batch for d in spec.shape[:1]]
-        dims += [d if d is not None else 1 for d in spec.shape[1:]]
-        shape = tuple(dims)
-        kind = spec.np_dtype.kind
-        if kind == "f" and len(shape) == 4:
-            feed[spec.name] = rng.random(shape, dtype=np.float32).astype(spec.np_dtype)
-        elif kind == "f":
-            feed[spec.name] = truncated_normal(rng, shape).astype(spec.np_dtype)
-        elif kind in "iu":
-            high = num_classes or 1
-            feed[spec.name] = rng.integers(0, high, shape).astype(spec.np_dtype)
-        else:
-            raise BigBiGANError(f"{spec.model_name}: cannot make sample {spec.dtype} inputs")
-    return feed
-
-
-def sample_inputs(
-    cfg: ModelConfig, *, encoder: bool = False, batch: int = 8, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """Seeded inputs for a model's offline interface: truncated-normal noise and int32 labels
-    in [0, num_classes) for the generator, uniform [0, 1) NHWC images for the encoder."""
-    inputs, _ = offline_specs(cfg, encoder)
-    return random_feed(inputs, batch, num_classes=cfg.num_classes, seed=seed)
-
-
-def diff_stats(found: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
-    """(max, mean) absolute difference; NaN anywhere makes both NaN."""
-    diff = np.abs(found.astype(np.float64) - reference.astype(np.float64))
-    return float(diff.max(initial=0.0)), float(diff.mean()) if diff.size else 0.0
-
-
-def torch_outputs(module: Any, feed: dict[str, np.ndarray], specs: list[TensorSpec]) -> np.ndarray:
-    """Run the offline PyTorch module on a numpy feed (in spec order)."""
-    import torch
-
-    with torch.inference_mode():
-        out = module(*(torch.from_numpy(feed[spec.name]) for spec in specs))
-    return out.numpy()
-
-
-@contextlib.contextmanager
-def quiet_exporter() -> Iterator[None]:
-    """Silence the exporter's deprecation warnings and logger chatter (e.g. "torchvision is
-    not installed"); failures still raise."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def _validation_feeds(
+    cfg: ModelConfig,
+    specs: list[TensorSpec],
+    inputs: dict[str, np.ndarray] | None,
+    *,
+    encoder: bool,
+    batch: int,
+    dynamic: bool,
+) -> list[dict[str, np.ndarray]]:
+    """The feeds an export is validated on: `inputs` (checked like any runner feed) or seeded
+    ones of `batch` samples, and with a dynamic batch also their first sample alone."""
+    if inputs is not None:
+        feed = check_feed(inputs, specs, source="--inputs")
+        for spec in specs:
+            validate_values(f"--inputs {spec.name}", feed[spec.name], spec, cfg.num_classes)
+    else:
+        feed = sample_inputs(cfg, encoder=encoder, batch=batch)
+    feeds = [feed]
+    if dynamic and next(iter(feed.values())).shape[0] != 1:
+        feeds.append({name: value[:1] for name, value in feed.items()})
+    return feeds
+
+
+def _export_program(
+    module: Any,
+    cfg: ModelConfig,
+    specs: list[TensorSpec],
+    out_specs: list[TensorSpec],
+    *,
+    encoder: bool,
+    static_batch: int | None,
+    opset: int,
+) -> Any:
+    """torch.onnx.export(dynamo=True) of `module`, traced on a seeded example batch; the batch
+    dim symbolic (1..MAX_BATCH) unless `static_batch`."""
+    import torch
+
+    example = sample_inputs(cfg, encoder=encoder, batch=static_batch or EXPORT_BATCH, seed=1)
+    args = tuple(torch.from_numpy(example[spec.name]) for spec in specs)
+    names = [spec.name for spec in specs]
+    dynamic_shapes = None
+    if static_batch is None:
+        batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+        dynamic_shapes = {name: {0: batch} for name in names}
+    try:
+        with quiet_exporter():
+            return torch.onnx.export(
+                module,
+                args,
+                input_names=names,
+                output_names=[spec.name for spec in out_specs],
+                opset_version=opset,
+                dynamo=True,
+                dynamic_shapes=dynamic_shapes,
+                external_data=False,
+                optimize=True,
+                verbose=False,
+            )
+    except Exception as e:  # the exporter raises many types; the message is what matters
+        raise BigBiGANError(f"--opset {opset}: ONNX export failed: {_first_line(e)}") from None
+
+
+def _check_file(
+    path: Path,
+    out: Path,
+    module: Any,
+    specs: list[TensorSpec],
+    out_specs: list[TensorSpec],
+    feeds: list[dict[str, np.ndarray]],
+) -> tuple[float, float]:
+    """Run the ONNX checker on the written file, then ONNX Runtime against PyTorch on every
+    feed: (max abs diff over all feeds, mean abs diff on the first)."""
+    import onnx
+
+    from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise BigBiGANError(f"{out}: the ONNX checker rejects it: {_first_line(e)}") from None
+    with OnnxRuntimeRunner(path) as runner:
+        if runner.inputs != specs or runner.outputs != out_specs:
+            raise BigBiGANError(
+                f"{out}: exported interface {runner.inputs} -> {runner.outputs}, "
+                f"expected {specs} -> {out_specs}"
+            )
+        output = out_specs[0].name
+        stats = [
+            diff_stats(runner.infer(f)[output], torch_outputs(module, f, specs)) for f in feeds
+        ]
+    return max(s[0] for s in stats), stats[0][1]
+
+
+def _sidecar(
+    ckpt: Checkpoint,
+    specs: list[TensorSpec],
+    out_specs: list[TensorSpec],
+    encoder: bool,
+    opset: int,
+    static_batch: int | None,
+    validation: dict[str, Any],
+) -> dict[str, Any]:
+    """The body of `G.onnx.json`: where the file came from, its interface, its validation."""
+    import onnx
+    import torch
+
+    from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
+
+    return {
+        "role": "encoder" if encoder else "generator",
+        "checkpoint": str(ckpt.directory.resolve()),
+        "step": ckpt.step,
+        "model": to_dict(ckpt.model),
+        "opset": opset,
+        "static_batch": static_batch,
+        "inputs": specs_to_json(specs),
+        "outputs": specs_to_json(out_specs),
+        "validation": validation,
+        "exporter": "torch.onnx.export(dynamo=True)",
+        "versions": {
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": OnnxRuntimeRunner.version(),
+        },
+    }
 
 
 def export_onnx(
@@ -150,11 +201,7 @@ def export_onnx(
     (or seeded ones of `validate_batch`, or `static_batch`, samples), plus one sample when the
     batch is dynamic; a max abs difference above `tolerance` is an error and writes nothing.
     """
-    import onnx
-    import torch
-
     from bigbigan.model.networks import offline_module
-    from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
     from bigbigan.training.checkpoint import load_model
 
     started = time.perf_counter()
@@ -174,92 +221,35 @@ def export_onnx(
     if static_batch is not None:
         specs = [TensorSpec(s.name, s.dtype, (static_batch, *s.shape[1:])) for s in specs]
         out_specs = [TensorSpec(s.name, s.dtype, (static_batch, *s.shape[1:])) for s in out_specs]
-
-    # The validation feed: given (checked like any runner feed) or seeded.
-    if inputs is not None:
-        feed = check_feed(inputs, specs, source="--inputs")
-        for spec in specs:
-            validate_values(f"--inputs {spec.name}", feed[spec.name], spec, cfg.num_classes)
-    else:
-        feed = sample_inputs(cfg, encoder=encoder, batch=static_batch or validate_batch)
-    feeds = [feed]
-    if static_batch is None and next(iter(feed.values())).shape[0] != 1:
-        feeds.append({name: value[:1] for name, value in feed.items()})  # dynamic: batch 1 too
-
-    example = sample_inputs(cfg, encoder=encoder, batch=static_batch or EXPORT_BATCH, seed=1)
-    args = tuple(torch.from_numpy(example[spec.name]) for spec in specs)
-    names = [spec.name for spec in specs]
-    dynamic_shapes = None
-    if static_batch is None:
-        batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-        dynamic_shapes = {name: {0: batch} for name in names}
-    try:
-        with quiet_exporter():
-            program = torch.onnx.export(
-                module,
-                args,
-                input_names=names,
-                output_names=[spec.name for spec in out_specs],
-                opset_version=opset,
-                dynamo=True,
-                dynamic_shapes=dynamic_shapes,
-                external_data=False,
-                optimize=True,
-                verbose=False,
-            )
-    except Exception as e:  # the exporter raises many types; the message is what matters
-        raise BigBiGANError(f"--opset {opset}: ONNX export failed: {_first_line(e)}") from None
-
-    role = "encoder" if encoder else "generator"
+    feeds = _validation_feeds(
+        cfg,
+        specs,
+        inputs,
+        encoder=encoder,
+        batch=static_batch or validate_batch,
+        dynamic=static_batch is None,
+    )
+    program = _export_program(
+        module, cfg, specs, out_specs, encoder=encoder, static_batch=static_batch, opset=opset
+    )
     with atomic_path(out) as tmp, atomic_path(sidecar_path(out)) as tmp_meta:
         with quiet_exporter():
             program.save(tmp, external_data=False)
-        try:
-            onnx.checker.check_model(str(tmp), full_check=True)
-        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-            raise BigBiGANError(f"{out}: the ONNX checker rejects it: {_first_line(e)}") from None
-        with OnnxRuntimeRunner(tmp) as runner:
-            if runner.inputs != specs or runner.outputs != out_specs:
-                raise BigBiGANError(
-                    f"{out}: exported interface {runner.inputs} -> {runner.outputs}, "
-                    f"expected {specs} -> {out_specs}"
-                )
-            output = out_specs[0].name
-            stats = [
-                diff_stats(runner.infer(f)[output], torch_outputs(module, f, specs)) for f in feeds
-            ]
-        max_abs = max(s[0] for s in stats)
-        mean_abs = stats[0][1]
+        max_abs, mean_abs = _check_file(tmp, out, module, specs, out_specs, feeds)
         if not max_abs <= tolerance:  # also catches NaN
             raise BigBiGANError(
                 f"{out}: ONNX Runtime differs from PyTorch by max {max_abs:.3g} > --tolerance "
                 f"{tolerance:g} (mean {mean_abs:.3g}); nothing written"
             )
-        meta = {
-            "format": SIDECAR_FORMAT,
-            "role": role,
-            "checkpoint": str(ckpt.directory.resolve()),
-            "step": ckpt.step,
-            "model": to_dict(cfg),
-            "opset": opset,
-            "static_batch": static_batch,
-            "inputs": specs_to_json(specs),
-            "outputs": specs_to_json(out_specs),
-            "validation": {
-                "batches": [next(iter(f.values())).shape[0] for f in feeds],
-                "max_abs_diff": max_abs,
-                "mean_abs_diff": mean_abs,
-                "tolerance": tolerance,
-                "inputs": "given" if inputs is not None else "seeded (seed 0)",
-            },
-            "exporter": "torch.onnx.export(dynamo=True)",
-            "versions": {
-                "torch": torch.__version__,
-                "onnx": onnx.__version__,
-                "onnxruntime": OnnxRuntimeRunner.version(),
-            },
+        validation = {
+            "batches": [next(iter(f.values())).shape[0] for f in feeds],
+            "max_abs_diff": max_abs,
+            "mean_abs_diff": mean_abs,
+            "tolerance": tolerance,
+            "inputs": "given" if inputs is not None else "seeded (seed 0)",
         }
-        tmp_meta.write_text(json.dumps(meta, indent=2) + "\n")
+        meta = _sidecar(ckpt, specs, out_specs, encoder, opset, static_batch, validation)
+        tmp_meta.write_text(document_text(SIDECAR_FORMAT, meta))
     return ExportReport(
         path=out,
         max_abs_diff=max_abs,
@@ -267,20 +257,6 @@ def export_onnx(
         inputs=specs,
         outputs=out_specs,
         sidecar=sidecar_path(out),
-        validate_batch=int(next(iter(feed.values())).shape[0]),
+        validate_batch=int(next(iter(feeds[0].values())).shape[0]),
         seconds=time.perf_counter() - started,
     )
-
-
-def onnx_specs(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """(inputs, outputs) of an onnx.ModelProto as TensorSpecs; symbolic dims become None."""
-    from onnx.helper import tensor_dtype_to_np_dtype
-
-    def spec(value: Any) -> TensorSpec:
-        tensor = value.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
-        return TensorSpec(value.name, tensor_dtype_to_np_dtype(tensor.elem_type), dims)
-
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = [spec(v) for v in model.graph.input if v.name not in initializers]
-    return inputs, [spec(v) for v in model.graph.output]

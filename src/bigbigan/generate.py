@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from bigbigan import limits
-from bigbigan.binio import save_bin, sidecar_path
+from bigbigan.binio import save_bin
+from bigbigan.documents import sidecar_path, write_document
 from bigbigan.errors import BigBiGANError
-from bigbigan.fsutil import ensure_dir, guard_output, keep, sha256_file, write_text
-from bigbigan.infer import model_num_classes, read_inputs
+from bigbigan.fsutil import ensure_dir, guard_output, keep, sha256_file
+from bigbigan.harness.inputs import model_num_classes, read_inputs
 from bigbigan.runtimes import TorchRunner
 from bigbigan.training.distributed import Replicas
 from bigbigan.training.sampling import truncated_normal
@@ -53,6 +54,7 @@ def generate(
 SHARD_SIZE = 1000
 MANIFEST_FILE = "manifest.json"
 SHARDS_FORMAT = "bigbigan-shards"
+SHARD_FORMAT = "bigbigan-shard"  # one shard's record, written after its files
 SHARDS_VERSION = 1
 NOISE_SCHEME = "sample j: truncated_normal(np.random.default_rng([seed, j]), (z_dim,))"
 LABEL_SCHEME = "sample j: j % num_classes"
@@ -192,15 +194,13 @@ def generate_shards(
     manifest = None
     if rank == 0:
         manifest = out / MANIFEST_FILE
-        document = {
-            "format": SHARDS_FORMAT,
-            "version": SHARDS_VERSION,
+        body = {
             "count": count,
             **params,
             "image": {"dtype": "float32", "layout": "NHWC"},
             "shards": sorted(entries, key=lambda e: e["index"]),
         }
-        write_text(manifest, json.dumps(document, indent=2) + "\n")
+        write_document(manifest, SHARDS_FORMAT, body, version=SHARDS_VERSION)
     return ShardReport(out, len(shards), generated, kept, manifest)
 
 
@@ -225,7 +225,7 @@ def _write_shard(runner: TorchRunner, out: Path, shard: Shard, params: dict) -> 
             digests[written] = sha256_file(out / written)
     entry = {"index": shard.index, "start": shard.start, "stop": shard.stop, "files": digests}
     record = {"params": params, **entry}
-    write_text(out / f"{shard.name('shard')}.json", json.dumps(record, indent=2) + "\n")
+    write_document(out / f"{shard.name('shard')}.json", SHARD_FORMAT, record)
     keep(out)  # a complete shard: a rerun after a failure or Ctrl-C keeps it
     return entry
 

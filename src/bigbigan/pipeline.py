@@ -20,9 +20,11 @@ from bigbigan.compare.files import (
     load_outputs,
     save_side_by_side,
 )
+from bigbigan.documents import document
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, write_text
-from bigbigan.infer import InferResult, infer
+from bigbigan.harness.summary import InferResult
+from bigbigan.infer import infer
 from bigbigan.runtimes import registry
 
 T = TypeVar("T")
@@ -30,6 +32,7 @@ T = TypeVar("T")
 PLAIN = "onnx"  # the plain export, uncompiled; every other target is a registered compile target
 DEFAULT_TARGETS = ("onnx", "ort", "aoti")
 GRID_FILE = "grid.png"
+REPORT_FORMAT = "bigbigan-pipeline"
 
 
 def known_targets() -> tuple[str, ...]:
@@ -175,8 +178,8 @@ def pipeline_model(
     (their gpu_out.bin) and with pb_out.bin beside it when present. aoti needs a PyTorch
     checkpoint: recovered from a `.pb` of the reference generator, or named by an ONNX's
     sidecar; else the target is skipped with the reason."""
-    from bigbigan.export import read_sidecar
     from bigbigan.importers import is_frozen_graph
+    from bigbigan.interface import read_model_sidecar
 
     model, reference = Path(model), Path(reference)
     check_targets(targets)
@@ -215,7 +218,7 @@ def pipeline_model(
         result = infer(path, items, out / name, loop=loop, device=device)
         return Stage(name, path, result)
 
-    meta = read_sidecar(onnx_path) or {}
+    meta = read_model_sidecar(onnx_path) or {}
     skip = {}
     if "aoti" in targets and not meta.get("checkpoint"):
         why = meta.get("checkpoint_recovery") or "a .pb of the reference generator recovers one"
@@ -265,21 +268,24 @@ def pipeline_model(
             "load_s": round(stage.result.load_seconds, 3),
         }
         rows.append(row)
-    report = {
-        "settings": {
-            "model": str(model),
-            "inputs": str(inputs),
-            "batch": first.result.batch,
-            "loop": loop,
-            "device": device,
-            "tolerance": tolerance,
+    report = document(
+        REPORT_FORMAT,
+        {
+            "settings": {
+                "model": str(model),
+                "inputs": str(inputs),
+                "batch": first.result.batch,
+                "loop": loop,
+                "device": device,
+                "tolerance": tolerance,
+            },
+            "references": {n: str(p) for n, p in zip(ref_names, references, strict=True)},
+            "assumed": assumed,
+            "stages": rows,
+            "notes": notes,
+            "grid": GRID_FILE,
         },
-        "references": {n: str(p) for n, p in zip(ref_names, references, strict=True)},
-        "assumed": assumed,
-        "stages": rows,
-        "notes": notes,
-        "grid": GRID_FILE,
-    }
+    )
     write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     write_text(out / "report.md", format_model_markdown(report))
     failed = sorted(
@@ -391,7 +397,8 @@ def build_report(
                 "load_s": round(stage.result.load_seconds, 3),
             }
         )
-    return {"settings": settings, "stages": rows, "notes": notes, "grid": GRID_FILE}
+    body = {"settings": settings, "stages": rows, "notes": notes, "grid": GRID_FILE}
+    return document(REPORT_FORMAT, body)
 
 
 def format_markdown(report: dict[str, Any]) -> str:

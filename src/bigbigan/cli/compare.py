@@ -113,8 +113,8 @@ def _files(args: argparse.Namespace, tolerances, statistic: str) -> int:
     failed = bool(bad_files) or any(r.passed is False for r in results)
     checked = tolerances is not None or args.validate
     report = {
-        "schema": "bigbigan-compare",
-        "schema_version": 1,
+        "format": "bigbigan-compare",
+        "version": 1,
         "reference": files[0],
         "assumed": assumed,
         "files": [f.to_json() for f in summaries],

@@ -56,7 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> None:
-    from bigbigan.infer import format_summary, infer, spread_warning
+    from bigbigan.harness.summary import format_summary, spread_warning
+    from bigbigan.infer import infer
     from bigbigan.runtimes import trust
 
     if args.trust_model:

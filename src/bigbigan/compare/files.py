@@ -22,14 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import (
-    TensorSpec,
-    format_shape,
-    load_bin,
-    load_npy,
-    read_sidecar,
-    sidecar_path,
-)
+from bigbigan.binio import load_bin, load_npy, read_sidecar
 from bigbigan.compare.statistics import (
     STATISTICS,
     check_tolerance,
@@ -39,8 +32,10 @@ from bigbigan.compare.statistics import (
     summarize,
     text_histogram,
 )
+from bigbigan.documents import sidecar_path
 from bigbigan.errors import BigBiGANError
 from bigbigan.images import save_heatmap, save_labelled_rows, to_nhwc
+from bigbigan.interface import TensorSpec, format_shape
 
 GRID_IMAGES = 8  # the original compared the first 8 images side by side
 HISTOGRAM_BINS = 10
@@ -211,7 +206,7 @@ class FileSummary:
 
 ORIGINAL_LABELS = {"gpu_out": "GPU", "pb_out": "pb"}  # getAcc's names for the original's files
 ORIGINAL_BATCH = 256  # what the original's files hold, when nothing else says
-IMAGE_SIDE = 32  # the offline interface's NHWC images (DESIGN.md)
+IMAGE_SIDE = 32  # the offline interface's NHWC images (docs/architecture.md)
 ORIGINAL_GRID = "compare_grid.png"  # drawn unasked beside the original's files, as getAcc does
 
 

@@ -29,11 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec
 from bigbigan.compare.statistics import streamed_compare
 from bigbigan.errors import BigBiGANError
+from bigbigan.harness.inputs import resolve_inputs
+from bigbigan.harness.machine import peak_rss_mb
 from bigbigan.importers import resolve_model
-from bigbigan.infer import peak_rss_mb, resolve_inputs
+from bigbigan.interface import TensorSpec, check_feed, onnx_specs, read_model_sidecar
 
 NAME_SCOPES = "pkg.torch.onnx.name_scopes"  # node metadata written by torch.onnx (dynamo=True)
 DEFAULT_MEMORY_MB = 512  # exposed tensors per chunk, per side (PyTorch and ONNX Runtime)
@@ -113,8 +114,8 @@ class LayerwiseReport:
     def to_json(self) -> dict[str, Any]:
         first = self.first_divergence
         return {
-            "schema": "bigbigan-layerwise",
-            "schema_version": 1,
+            "format": "bigbigan-layerwise",
+            "version": 1,
             "model": str(self.model),
             "checkpoint": str(self.checkpoint),
             "batch": self.batch,
@@ -349,9 +350,7 @@ def _run_hooked(module: Any, args: Sequence[Any], hook: Any, paths: set[str] | N
 def checkpoint_for(model_path: Path, checkpoint: str | Path | None) -> tuple[Path, bool]:
     """The checkpoint an ONNX file came from (`--checkpoint`, else its export sidecar), and
     whether the file is the encoder."""
-    from bigbigan.export import read_sidecar
-
-    meta = read_sidecar(model_path) or {}
+    meta = read_model_sidecar(model_path) or {}
     encoder = meta.get("role") == "encoder"
     if checkpoint is None:
         checkpoint = meta.get("checkpoint")
@@ -391,9 +390,7 @@ def layerwise(
     import torch
 
     from bigbigan.compare.files import Tolerances
-    from bigbigan.export import onnx_specs
     from bigbigan.model.networks import offline_module
-    from bigbigan.runtimes.base import check_feed
     from bigbigan.runtimes.onnxruntime import check_model_file, import_onnxruntime, providers_for
     from bigbigan.training.checkpoint import load_model
 

@@ -9,13 +9,12 @@ Pure numpy, computed in float64. Two conventions hold throughout:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from bigbigan.binio import format_shape
 from bigbigan.errors import BigBiGANError
+from bigbigan.interface import format_shape
 
 STATISTICS = ("elementwise", "max", "mean", "median", "quantile")
 REL_EPS = 1e-12  # guards the relative difference where the reference is 0
@@ -211,34 +210,6 @@ def check_tolerance(
     else:
         (needed,) = _percentile(ad, [50.0 if statistic == "median" else 100.0 * quantile])
     return needed <= atol, needed
-
-
-LATENCY_KEYS = ("min", "max", "mean", "median", "p90", "p95", "p99", "std", "cv")
-
-
-def latency_stats(ms: Sequence[float]) -> dict[str, float]:
-    """Summary of per-run latencies: min, max, mean, median, p90/p95/p99 (linear percentiles),
-    std (sample, ddof=1; 0 for one run) and cv = std / mean (the spread `infer` warns about).
-    """
-    x = np.asarray(ms, dtype=np.float64)
-    if x.ndim != 1 or x.size == 0:
-        raise BigBiGANError("latency statistics need at least one run")
-    if not np.isfinite(x).all():
-        raise BigBiGANError("latency statistics: a run time is NaN or infinite")
-    p50, p90, p95, p99 = (float(v) for v in np.percentile(x, [50, 90, 95, 99]))
-    mean = float(x.mean())
-    std = float(x.std(ddof=1)) if x.size > 1 else 0.0
-    return {
-        "min": float(x.min()),
-        "max": float(x.max()),
-        "mean": mean,
-        "median": p50,
-        "p90": p90,
-        "p95": p95,
-        "p99": p99,
-        "std": std,
-        "cv": std / mean if mean > 0 else 0.0,
-    }
 
 
 def error_map(ref: npt.ArrayLike, other: npt.ArrayLike) -> np.ndarray:

@@ -19,8 +19,9 @@ import os
 import sys
 from pathlib import Path
 
+from bigbigan.documents import read_document, sidecar_path
 from bigbigan.errors import BigBiGANError
-from bigbigan.fsutil import read_json_document, sha256_file
+from bigbigan.fsutil import sha256_file
 
 PB_SUFFIXES = (".pb",)
 IMPORT_FORMAT = "bigbigan-import"  # the "format" of an import sidecar (G.onnx.json)
@@ -48,11 +49,11 @@ def cached_path(pb: Path, digest: str) -> Path:
 
 def import_matches(onnx_path: Path, digest: str) -> bool:
     """Is `onnx_path` a finished import (ONNX and sidecar) of the `.pb` with this digest?"""
-    sidecar = onnx_path.with_name(onnx_path.name + ".json")
+    sidecar = sidecar_path(onnx_path)
     if not (onnx_path.is_file() and sidecar.is_file()):
         return False
     try:
-        meta = read_json_document(sidecar, IMPORT_FORMAT)
+        meta = read_document(sidecar, IMPORT_FORMAT)
     except BigBiGANError:
         return False
     source = meta.get("source")
@@ -92,7 +93,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if not is_frozen_graph(path):
         return path
     onnx_path = resolve_model(path)
-    meta = read_json_document(onnx_path.with_name(onnx_path.name + ".json"), IMPORT_FORMAT)
+    meta = read_document(sidecar_path(onnx_path), IMPORT_FORMAT)
     if not meta.get("checkpoint"):
         reason = meta.get("checkpoint_recovery") or "no checkpoint recorded"
         raise BigBiGANError(f"{path}: needs a PyTorch checkpoint of its generator: {reason}")

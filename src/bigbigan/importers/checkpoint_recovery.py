@@ -374,9 +374,8 @@ def recover_checkpoint(
     import torch
 
     from bigbigan.config import to_dict
-    from bigbigan.export import diff_stats, torch_outputs
+    from bigbigan.interface import diff_stats, offline_specs, torch_outputs
     from bigbigan.model.networks import BigBiGAN, offline_module
-    from bigbigan.runtimes.torch import offline_specs
     from bigbigan.training import checkpoint
 
     out = Path(out)

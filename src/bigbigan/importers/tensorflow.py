@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import atomic_path, sha256_file
 from bigbigan.importers import IMPORT_FORMAT
@@ -40,6 +39,7 @@ from bigbigan.importers.graph_rewrite import (
     placeholders,
     tensor_name,
 )
+from bigbigan.interface import TensorSpec
 
 EXTRA = "pip install 'bigbigan[tf]'"
 BATCH_MODES = ("auto", "dynamic", "static")
@@ -124,7 +124,7 @@ class Interface:
 def find_interface(path: Path, graph_def: Any, tf: Any) -> Interface:
     """Inputs: the placeholders, named `x1`/`x2` as the original's are (or by role: float noise
     [N, z] -> x1, int labels [N] -> x2); output: `Identity`, else the one unconsumed node."""
-    from bigbigan.model.networks import GENERATOR_INPUTS, GENERATOR_OUTPUT
+    from bigbigan.interface import GENERATOR_INPUTS, GENERATOR_OUTPUT
 
     holders = placeholders(graph_def)
     if not holders:
@@ -270,7 +270,7 @@ def validate(
     output: str,
 ) -> list[dict[str, Any]]:
     """ONNX Runtime on the first n samples of `feed` for each n, against TensorFlow's rows."""
-    from bigbigan.export import diff_stats
+    from bigbigan.interface import diff_stats
     from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
 
     rows = []
@@ -314,8 +314,7 @@ def import_pb(
     """
     import onnx
 
-    from bigbigan.export import random_feed
-    from bigbigan.runtimes.base import specs_to_json
+    from bigbigan.interface import random_feed, specs_to_json
     from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
 
     started = time.perf_counter()
@@ -389,7 +388,7 @@ def import_pb(
                 f"{pb}: the ONNX differs from the frozen graph in TensorFlow by max abs "
                 f"{worst:.3g} > --tolerance {tolerance:g}; nothing written"
             )
-        from bigbigan.export import onnx_specs
+        from bigbigan.interface import onnx_specs
 
         inputs, outputs = onnx_specs(model)
         source = {"path": str(pb.resolve()), "sha256": sha256_file(pb), "bytes": pb.stat().st_size}

@@ -1,4 +1,4 @@
-"""The five BigBiGAN networks (DESIGN.md, "The model") and the whole that holds them."""
+"""The five BigBiGAN networks (docs/architecture.md, "The model") and the whole that holds them."""
 
 from __future__ import annotations
 
@@ -216,13 +216,6 @@ def init_weights(model: nn.Module, init: str) -> None:
                 nn.init.orthogonal_(weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-
-
-# The offline interface (DESIGN.md): the names and layouts every export, runtime and .bin shares.
-GENERATOR_INPUTS = ("x1", "x2")  # noise float32 (N, z_dim), labels int32 (N,)
-GENERATOR_OUTPUT = "images"  # float32 (N, 32, 32, C), NHWC in [0, 1]
-ENCODER_INPUT = "x"  # float32 (N, 32, 32, C), NHWC in [0, 1]
-ENCODER_OUTPUT = "z"  # float32 (N, z_dim)
 
 
 class OfflineGenerator(nn.Module):

@@ -14,7 +14,6 @@ Reproduce the shipped Fashion-MNIST classifier with
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from bigbigan.config import from_dict, to_dict
+from bigbigan.documents import read_document, write_document
 from bigbigan.errors import BigBiGANError
-from bigbigan.fsutil import ensure_dir, read_json_document, write_text
+from bigbigan.fsutil import ensure_dir
 from bigbigan.training.checkpoint import load_state, load_verified, write_safetensors
 from bigbigan.training.data import SIZE, dataset_info, load_dataset
 
@@ -263,15 +263,13 @@ def save(
     if report is not None:
         training = {k: v for k, v in report.__dict__.items() if k != "path"}
     document = {
-        "format": FORMAT,
-        "version": VERSION,
         "dataset": dataset,
         "config": to_dict(model.cfg),
         "test_accuracy": None if report is None else report.test_accuracy,
         "training": training,
         "files": {WEIGHTS_FILE: digest},
     }
-    write_text(directory / CONFIG_FILE, json.dumps(document, indent=2) + "\n")
+    write_document(directory / CONFIG_FILE, FORMAT, document, version=VERSION)
     return directory
 
 
@@ -293,7 +291,7 @@ def read(path: str | Path) -> ClassifierInfo:
     json_path = path / CONFIG_FILE if path.is_dir() else path
     if not json_path.is_file():
         raise BigBiGANError(f"--classifier {path}: no {CONFIG_FILE} found")
-    doc = read_json_document(json_path, FORMAT)
+    doc = read_document(json_path, FORMAT)
     if doc.get("version") != VERSION:
         raise BigBiGANError(
             f"{json_path}: classifier version {doc.get('version')}, this bigbigan reads {VERSION}"

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bigbigan.documents import document
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, write_text
 from bigbigan.images import save_grid, save_labelled_rows
@@ -33,6 +34,7 @@ from bigbigan.training.data import load_dataset
 from bigbigan.training.sampling import class_labels, truncated_normal
 
 EVALUATION_FILE = "evaluation.json"
+EVALUATION_FORMAT = "bigbigan-evaluation"
 RECONSTRUCTIONS_FILE = "reconstructions.png"
 SAMPLES_FILE = "samples.png"
 PROBE_TRAIN = 10_000  # real training images the linear probes are fitted on
@@ -198,7 +200,7 @@ def evaluate(
         "real_label_accuracy": real_accuracy,
     }
 
-    result: dict[str, Any] = {
+    body: dict[str, Any] = {
         "checkpoint": str(ckpt.directory),
         "step": ckpt.step,
         "dataset": dataset,
@@ -212,6 +214,7 @@ def evaluate(
         "generation": generation,
         "encoder": encoder,
     }
+    result = document(EVALUATION_FORMAT, body)
     if out_dir is not None:
         out = ensure_dir(out_dir)
         grid_idx = _first_of_each_class(test_y, min(GRID_IMAGES, len(test_x)))
@@ -229,7 +232,7 @@ def evaluate(
             "reconstructions": RECONSTRUCTIONS_FILE,
             "samples": SAMPLES_FILE,
         }
-        write_text(out / EVALUATION_FILE, json.dumps(result, indent=2) + "\n")
+        write_text(out / EVALUATION_FILE, json.dumps(result, indent=2) + "\n")  # header in it
     return result
 
 

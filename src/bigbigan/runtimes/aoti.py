@@ -20,18 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec, sidecar_path
+from bigbigan.documents import sidecar_path
 from bigbigan.errors import BigBiGANError
-from bigbigan.export import quiet_exporter, random_feed
-from bigbigan.fsutil import read_json_document
-from bigbigan.runtimes.base import (
-    Runner,
-    StagedCall,
-    cuda_index,
-    require_cuda,
-    specs_from_json,
+from bigbigan.interface import (
+    TensorSpec,
+    quiet_exporter,
+    random_feed,
+    read_model_sidecar,
     specs_to_json,
 )
+from bigbigan.runtimes.base import Runner, StagedCall, cuda_index, require_cuda
 from bigbigan.runtimes.build import (
     REDUCED_VALIDATE_BATCH,
     CompileJob,
@@ -78,15 +76,13 @@ AOTI_CONFIGS: dict[str, dict[str, Any]] = {
 
 def read_sidecar(path: Path) -> dict[str, Any]:
     """The package's sidecar, with `inputs`/`outputs` parsed into TensorSpecs."""
-    sidecar = sidecar_path(path)
-    if not sidecar.is_file():
-        raise BigBiGANError(
-            f"{path}: no sidecar {sidecar.name} with the input/output names; "
-            "compile packages with `bigbigan compile --target aoti`"
-        )
-    meta = read_json_document(sidecar, SIDECAR_FORMAT)
-    meta["inputs"] = specs_from_json(meta.get("inputs"), f"{sidecar} inputs")
-    meta["outputs"] = specs_from_json(meta.get("outputs"), f"{sidecar} outputs")
+    meta = read_model_sidecar(
+        path,
+        SIDECAR_FORMAT,
+        missing="it holds the input/output names; compile packages with "
+        "`bigbigan compile --target aoti`",
+    )
+    assert meta is not None  # `missing` makes a missing sidecar an error
     return meta
 
 

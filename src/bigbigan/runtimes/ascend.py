@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bigbigan.binio import TensorSpec, sidecar_path
+from bigbigan.documents import sidecar_path
 from bigbigan.errors import BigBiGANError
-from bigbigan.export import onnx_specs
-from bigbigan.runtimes.base import specs_to_json
+from bigbigan.interface import TensorSpec, onnx_specs, specs_to_json
 from bigbigan.runtimes.build import (
     CompileJob,
     CompileReport,

@@ -2,7 +2,7 @@
 
 The public methods (`load`, `infer`, `close`) check state and inputs; each backend implements
 only the `_*_impl` methods. Input and output metadata come from the model file itself, and a
-feed is validated against it here, once, for every backend.
+feed is validated against it here (`interface.check_feed`), once, for every backend.
 """
 
 from __future__ import annotations
@@ -15,65 +15,12 @@ from types import TracebackType
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec, dtype_mismatch, format_shape
 from bigbigan.errors import BigBiGANError
+from bigbigan.interface import TensorSpec, check_feed
 
 PHASES = ("h2d", "compute", "d2h")  # what `Runner.staged_call` times, in this order
 # feed -> (outputs, [host->device, compute, device->host] in ms): see Runner.staged_call
 StagedCall = Callable[[dict[str, np.ndarray]], tuple[dict[str, np.ndarray], list[float]]]
-
-
-def check_feed(
-    feed: Mapping[str, np.ndarray], specs: list[TensorSpec], source: str = "model"
-) -> dict[str, np.ndarray]:
-    """Check `feed` against the model's inputs; return it as C-contiguous arrays in spec order.
-
-    Exactly the model's input names; per input the same dtype, rank and every static dim; and
-    inputs whose leading (batch) dim is dynamic must agree on it. Each failure is one line naming
-    the input, what the model expects and what was found.
-    """
-    if not isinstance(feed, Mapping):
-        raise BigBiGANError(f"{source}: feed must map input names to arrays, found {type(feed)}")
-    names = [spec.name for spec in specs]
-    missing = [name for name in names if name not in feed]
-    if missing:
-        raise BigBiGANError(
-            f"{source}: missing input {', '.join(missing)}; the model's inputs are {names}"
-        )
-    extra = [name for name in feed if name not in names]
-    if extra:
-        raise BigBiGANError(
-            f"{source}: unexpected input {', '.join(map(str, extra))}; "
-            f"the model's inputs are {names}"
-        )
-    checked: dict[str, np.ndarray] = {}
-    batch: tuple[str, int] | None = None
-    for spec in specs:
-        array = feed[spec.name]
-        if not isinstance(array, np.ndarray):
-            raise BigBiGANError(
-                f"input {spec.name}: expected a numpy array, found {type(array).__name__}"
-            )
-        if array.dtype != spec.np_dtype:
-            raise dtype_mismatch(f"input {spec.name}", array.dtype, spec)
-        if array.ndim != len(spec.shape) or any(
-            want is not None and got != want
-            for got, want in zip(array.shape, spec.shape, strict=True)
-        ):
-            raise BigBiGANError(
-                f"input {spec.name}: shape {format_shape(array.shape)}, {spec.model_name} "
-                f"expects {format_shape(spec.shape)}"
-            )
-        if spec.shape and spec.shape[0] is None:
-            if batch is None:
-                batch = (spec.name, array.shape[0])
-            elif array.shape[0] != batch[1]:
-                raise BigBiGANError(
-                    f"input {spec.name}: batch {array.shape[0]}, but input {batch[0]} has "
-                    f"batch {batch[1]}; every input must have the same batch"
-                )
-        checked[spec.name] = np.ascontiguousarray(array)
-    return checked
 
 
 def require_dynamic_batch(path: Path, inputs: list[TensorSpec], flag: str) -> None:
@@ -255,28 +202,3 @@ def require_cuda(device: str, backend: str) -> None:
             raise BigBiGANError(
                 f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible"
             )
-
-
-def specs_to_json(specs: list[TensorSpec]) -> list[dict]:
-    """TensorSpecs as JSON-able dicts; a dynamic dim is null."""
-    return [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)} for s in specs]
-
-
-def specs_from_json(data: object, source: str) -> list[TensorSpec]:
-    """The inverse of `specs_to_json`; anything malformed is an error naming `source`."""
-    expected = 'expected [{"name": "x1", "dtype": "float32", "shape": [null, 100]}, ...]'
-    if not isinstance(data, list) or not data:
-        raise BigBiGANError(f"{source}: {expected}, found {str(data)[:80]}")
-    specs = []
-    for item in data:
-        try:
-            shape = item["shape"]
-            if not isinstance(shape, list) or not all(
-                d is None or (isinstance(d, int) and not isinstance(d, bool) and d >= 0)
-                for d in shape
-            ):
-                raise ValueError(shape)
-            specs.append(TensorSpec(str(item["name"]), item["dtype"], tuple(shape)))
-        except (KeyError, TypeError, ValueError):
-            raise BigBiGANError(f"{source}: {expected}, found {str(item)[:80]}") from None
-    return specs

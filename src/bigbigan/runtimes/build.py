@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec, sidecar_path
+from bigbigan.documents import sidecar_path
 from bigbigan.errors import BigBiGANError
+from bigbigan.interface import TensorSpec
 from bigbigan.runtimes.base import Runner
 
 SIDECAR_FORMAT = "bigbigan-compiled"
@@ -113,7 +114,7 @@ def accuracy(
 ) -> tuple[float, float]:
     """(max, mean) abs diff of the artifact vs the source ONNX on one seeded feed, within the
     precision's bounds (`precision_limits`), else an error and nothing is written."""
-    from bigbigan.export import diff_stats, random_feed
+    from bigbigan.interface import diff_stats, random_feed
 
     with runner_cls(path, device=job.device, **kw) as runner:
         feed = random_feed(runner.inputs, batch, num_classes=job.num_classes, seed=0)
@@ -149,7 +150,7 @@ def calibration_feeds(
     """int8 calibration inputs: `samples` draws of the offline interface's inputs in batches,
     noise from the training distribution (truncated normal, |z| <= 2) and uniform labels (a
     static leading dim wins over `batch`)."""
-    from bigbigan.export import random_feed
+    from bigbigan.interface import random_feed
 
     feeds, drawn = [], 0
     while drawn < samples:

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec, sidecar_path
+from bigbigan.documents import sidecar_path
 from bigbigan.errors import BigBiGANError
-from bigbigan.export import quiet_exporter
-from bigbigan.runtimes.base import Runner, cuda_index, specs_to_json
+from bigbigan.interface import TensorSpec, quiet_exporter, specs_to_json
+from bigbigan.runtimes.base import Runner, cuda_index
 from bigbigan.runtimes.build import (
     CALIBRATION_SAMPLES,
     REDUCED_VALIDATE_BATCH,

@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec, sidecar_path
+from bigbigan.documents import sidecar_path
 from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import read_json_document
-from bigbigan.runtimes.base import Runner, specs_from_json, specs_to_json
+from bigbigan.interface import TensorSpec, specs_from_json, specs_to_json
+from bigbigan.runtimes.base import Runner
 from bigbigan.runtimes.build import (
     REDUCED_VALIDATE_BATCH,
     SIDECAR_FORMAT,
@@ -148,7 +149,7 @@ class OpenVINORunner(Runner):
         if self.path.suffix.lower() == ".onnx":
             import onnx
 
-            from bigbigan.export import onnx_specs
+            from bigbigan.interface import onnx_specs
 
             names = onnx_specs(onnx.load(str(self.path), load_external_data=False))
         if names is None:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec
 from bigbigan.errors import BigBiGANError
+from bigbigan.interface import TensorSpec
 from bigbigan.runtimes.base import Runner, require_dynamic_batch
 
 

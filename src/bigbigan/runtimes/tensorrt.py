@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec, sidecar_path
+from bigbigan.documents import sidecar_path
 from bigbigan.errors import BigBiGANError
-from bigbigan.runtimes.base import Runner, cuda_index, require_cuda, specs_to_json
+from bigbigan.interface import TensorSpec, specs_to_json
+from bigbigan.runtimes.base import Runner, cuda_index, require_cuda
 from bigbigan.runtimes.build import (
     CompileJob,
     CompileReport,

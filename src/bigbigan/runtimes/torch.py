@@ -10,38 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.binio import TensorSpec
-from bigbigan.config import ModelConfig
 from bigbigan.errors import BigBiGANError
+from bigbigan.interface import TensorSpec, offline_specs
 from bigbigan.runtimes.base import Runner, StagedCall, require_cuda
 from bigbigan.runtimes.build import CompileJob
 from bigbigan.runtimes.registry import BenchRow, BenchSettings, bench_rows, register_runner
 
 ROLES = ("generator", "encoder")
 DTYPES = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}  # precision -> torch dtype
-
-
-def offline_specs(
-    cfg: ModelConfig, encoder: bool = False
-) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """The offline interface of a model config (DESIGN.md), dynamic batch: (inputs, outputs)."""
-    from bigbigan.model.networks import (
-        ENCODER_INPUT,
-        ENCODER_OUTPUT,
-        GENERATOR_INPUTS,
-        GENERATOR_OUTPUT,
-    )
-
-    image = (None, cfg.resolution, cfg.resolution, cfg.channels)  # NHWC
-    z_dim = cfg.z_dim
-    if encoder:
-        return [TensorSpec(ENCODER_INPUT, "float32", image)], [
-            TensorSpec(ENCODER_OUTPUT, "float32", (None, z_dim))
-        ]
-    inputs = [TensorSpec(GENERATOR_INPUTS[0], "float32", (None, z_dim))]
-    if cfg.conditional:
-        inputs.append(TensorSpec(GENERATOR_INPUTS[1], "int32", (None,)))
-    return inputs, [TensorSpec(GENERATOR_OUTPUT, "float32", image)]
 
 
 def cast_module(module: Any, dtype: Any) -> Any:
@@ -125,7 +101,8 @@ def checked_offline_module(job: CompileJob) -> tuple[Any, Any]:
     """A compile job's checkpoint (`--checkpoint`, else the one the ONNX's sidecar names) as
     its offline module on `job.device`, its interface checked against the ONNX's: (module,
     checkpoint record). The torch-based builders (aoti) start from it."""
-    from bigbigan.model.networks import ENCODER_INPUT, offline_module
+    from bigbigan.interface import ENCODER_INPUT
+    from bigbigan.model.networks import offline_module
     from bigbigan.training.checkpoint import load_model
 
     require_cuda(job.device, "an aoti package for cuda")
