@@ -125,6 +125,15 @@ def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
+def _still_is(path: Path, st: os.stat_result) -> bool:
+    """Whether `path` still names the file `st` describes (inode numbers are reused)."""
+    try:
+        now = os.stat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
 def guard_output(path: str | os.PathLike[str], flag: str | None = None, reads: tuple = ()) -> None:
     """Refuse to write `path` over a file the command reads: those noted in the command scope,
     and `reads` (for library callers without a scope). Compared by device and inode (the file
@@ -141,6 +150,8 @@ def guard_output(path: str | os.PathLike[str], flag: str | None = None, reads: t
         source = scope.inputs.get((st.st_dev, st.st_ino))
     except OSError:
         source = None
+    if source is not None and not _still_is(source, st):
+        source = None  # the input was replaced since it was read and its inode number reused
     source = source or scope.input_paths.get(os.path.realpath(path))
     if source is not None:
         raise BigBiGANError(f"{name}: is {source}, which this command reads; write elsewhere")

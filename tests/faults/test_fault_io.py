@@ -387,3 +387,24 @@ def test_ctrl_c_in_sharded_generation_keeps_the_finished_shards(tmp_path, tiny_c
     assert (out / "shard_00000.json").is_file() and leftovers(out) == []
     again = run_cli(argv, tmp_path)
     assert again.status == 0 and "1 written, 1 verified and kept" in again.out, again.err
+
+
+def test_a_replaced_input_does_not_block_a_file_that_reuses_its_inode(tmp_path):
+    """A command that read checkpoint.json and then replaced it (a resumed run's commit) may
+    write a new file that the filesystem gives the old inode number; only the file an input
+    path still names is protected."""
+    from bigbigan import fsutil
+
+    read = tmp_path / "checkpoint.json"
+    read.write_text("{}")
+    out = tmp_path / "samples.png"
+    out.write_bytes(b"png")
+    with fsutil.command_scope():
+        fsutil.note_input(read)
+        fsutil.guard_output(tmp_path / "other.png")
+        st = os.stat(out)  # stand in for inode reuse: the scope's record now names `out`'s inode
+        scope = fsutil._scopes[-1]
+        scope.inputs = {(st.st_dev, st.st_ino): read}
+        fsutil.guard_output(out)  # `read` is another file now: allowed
+        with pytest.raises(BigBiGANError, match="which this command reads"):
+            fsutil.guard_output(read)  # the input itself still is refused
