@@ -1,0 +1,282 @@
+"""How int8 is built on this machine: the quantisation format per CPU, which layers are quantised.
+
+ONNX Runtime (docs/performance.md, "int8 on AVX2"): its x86 U8S8 kernels multiply uint8
+activations by int8 weights with VPMADDUBSW unless the CPU has VNNI; that instruction adds pairs
+of products into 16 bits and saturates, which on an AVX2-only AMD EPYC cost the tiny test model a
+mean 2.1e-2 at batch 1 (bound 2e-2) and the shipped model 3.8e-2. With 7-bit weights
+(`reduce_range`) a pair sum fits in 16 bits (2 x 255 x 63 < 32767): mean 4.3e-3 / 1.3e-2. With
+VNNI (VPDPBUSD adds into 32 bits) the full 8-bit range is kept.
+
+Only the convolutions are quantised: they hold nearly all the multiply-adds, while the dense
+layers (the first dense, the class-conditional batch-norm gains) and the attention matmuls are
+small and cost accuracy out of proportion (shipped model, AVX2: every op type mean 1.3e-2,
+convolutions only 8.2e-3). Of the convolutions, the int8 error is spread over all of them
+(shipped model: keeping any one in fp32 saves at most 1e-3 of 8.2e-3), so `plan_ort_int8`
+measures it: the calibration that costs least, then each convolution's sensitivity (the mean
+error with that one kept in fp32), then keeps convolutions in fp32, most accuracy per
+multiply-add first, until the artefact meets its bound with a margin on inputs of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bigbigan.cpu import has_vnni, isa_class, relevant_flags
+
+ORT_QUANTISED_OPS = ("Conv",)
+# Calibrations tried, in order (ties keep the earlier): min/max, and the 99.99th percentile of
+# |activation|, which clips the rare far values (shipped model, AVX2: 8.2e-3 vs 6.8e-3; the
+# 99.9th clipped too much, 9.1e-3; entropy equalled min/max and took twice as long).
+CALIBRATIONS: dict[str, dict[str, Any]] = {
+    "minmax": {"method": "MinMax", "extra_options": {}},
+    "percentile-99.99": {"method": "Percentile", "extra_options": {"CalibPercentile": 99.99}},
+}
+SELECTION_MARGIN = 0.8  # layers are kept in fp32 until the probe's mean is under 0.8 x bound
+PROBE_SEED = 4321  # sensitivity inputs: neither the calibration's nor the validation's seeds
+PROBE_BATCH = 64
+
+
+@dataclass(frozen=True)
+class OrtInt8Format:
+    """ONNX Runtime's static quantisation settings for one CPU."""
+
+    name: str  # "U8S8" or "U8S8 reduce_range"
+    activation_type: str  # onnxruntime.quantization.QuantType member name
+    weight_type: str
+    reduce_range: bool
+    reason: str
+
+    def quant_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of `onnxruntime.quantization.quantize_static`."""
+        from onnxruntime.quantization import QuantType
+
+        return {
+            "activation_type": getattr(QuantType, self.activation_type),
+            "weight_type": getattr(QuantType, self.weight_type),
+            "reduce_range": self.reduce_range,
+        }
+
+
+def ort_int8_format(flags: list[str] | frozenset[str] | None = None) -> OrtInt8Format:
+    """The format for a CPU with `flags` (default: this one): full-range U8S8 with VNNI, else
+    U8S8 with 7-bit weights so that VPMADDUBSW cannot saturate."""
+    if has_vnni(flags):
+        return OrtInt8Format("U8S8", "QUInt8", "QInt8", False, "VNNI: 32-bit int8 dot products")
+    return OrtInt8Format(
+        "U8S8 reduce_range",
+        "QUInt8",
+        "QInt8",
+        True,
+        "no VNNI: 7-bit weights keep VPMADDUBSW's 16-bit pair sums from saturating",
+    )
+
+
+def cpu_record(flags: list[str] | frozenset[str] | None = None) -> dict[str, Any]:
+    """The CPU features a quantised artefact was made for, for its sidecar."""
+    return {"isa_class": isa_class(flags), "flags": relevant_flags(flags)}
+
+
+# AOTInductor (PT2E, X86InductorQuantizer): modules left in fp32. Measuring each layer there
+# means a calibration pass per layer (its histogram observers take minutes on 2 cores), so the
+# list is fixed from what was measured: the issue's suspects (the first dense, the attention,
+# the output convolution) and block1.conv2, which the ORT selection found the most sensitive
+# convolution after the output one on both the shipped model and ch=64 (docs/performance.md).
+AOTI_KEEP_FP32 = (
+    "generator.dense",
+    "generator.block1.conv2",
+    "generator.attention",
+    "generator.conv_out",
+)
+
+
+def aoti_int8_config(xiq: Any, flags: list[str] | frozenset[str] | None = None) -> Any:
+    """X86InductorQuantizer's default static config for a CPU with `flags`, with 7-bit weights
+    (-64..63) where it has no VNNI: oneDNN then multiplies u8 x s8 with VPMADDUBSW, whose 16-bit
+    pair sums saturate. 7-bit weights rather than torchao's `reduce_range` (7-bit activations):
+    on the shipped model, simulated, 5.0e-3 vs 7.3e-3 with the same layers kept, and compiled on
+    an AVX2-only EPYC 5.0e-3, i.e. no saturation left."""
+    import dataclasses
+
+    config = xiq.get_default_x86_inductor_quantization_config()
+    if has_vnni(flags):
+        return config
+    weight = dataclasses.replace(config.weight, quant_min=-64, quant_max=63)
+    return dataclasses.replace(config, weight=weight)
+
+
+def aoti_quantisation_meta(keep_fp32: tuple[str, ...]) -> dict[str, Any]:
+    """The sidecar's `quantisation` record of an AOTInductor int8 package (`aoti_int8_config`)."""
+    weights = "int8 per channel, symmetric, " + ("-128..127" if has_vnni() else "-64..63 (no VNNI)")
+    return {
+        "format": {"activations": "uint8 per tensor, 0..255", "weights": weights},
+        "quantiser": "torchao X86InductorQuantizer",
+        "calibration": "histogram observer (activations), per-channel min/max (weights)",
+        "kept_fp32": [{"layer": name} for name in keep_fp32],
+        "cpu": cpu_record(),
+    }
+
+
+@dataclass
+class OrtInt8Plan:
+    """What `plan_ort_int8` chose and measured: the sidecar's `quantisation` record."""
+
+    format: OrtInt8Format
+    calibration: str  # a CALIBRATIONS key
+    target_mean: float  # the probe's mean abs diff the selection aimed under
+    calibration_means: dict[str, float] = field(default_factory=dict)  # all convolutions int8
+    sensitivity: dict[str, float] = field(default_factory=dict)  # node -> mean, it alone fp32
+    kept_fp32: list[str] = field(default_factory=list)  # convolutions left in fp32, in order
+    probe_mean: float | None = None  # the chosen artefact's mean on the probe
+    quantised: list[str] = field(default_factory=list)  # the written model's int8 convolutions
+
+    def meta(self, layers: dict[str, str]) -> dict[str, Any]:
+        """The sidecar record; `layers` names each node by the module it came from."""
+        return {
+            "format": asdict(self.format),
+            "quantised_op_types": list(ORT_QUANTISED_OPS),
+            "calibration": self.calibration,
+            "calibration_means": self.calibration_means,
+            "kept_fp32": [{"node": n, "layer": layers.get(n, n)} for n in self.kept_fp32],
+            "quantised": len(self.quantised),
+            "selection": {
+                "probe": {"batch": PROBE_BATCH, "seed": PROBE_SEED},
+                "target_mean": self.target_mean,
+                "probe_mean": self.probe_mean,
+                "sensitivity": self.sensitivity,
+            },
+            "cpu": cpu_record(),
+        }
+
+
+def conv_macs(model: Any) -> dict[str, int]:
+    """Multiply-adds per sample of every Conv node of an onnx.ModelProto whose output shape
+    shape inference knows (weights: out x in/group x kh x kw, times the output's H x W)."""
+    inits = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in [*model.graph.value_info, *model.graph.output]
+    }
+    macs = {}
+    for node in model.graph.node:
+        weight, out = inits.get(node.input[1]) if node.op_type == "Conv" else None, None
+        if weight is not None:
+            out = shapes.get(node.output[0])
+        if weight is not None and out and len(out) == 4 and all(out[2:]):
+            macs[node.name] = int(np.prod(weight)) * out[2] * out[3]
+    return macs
+
+
+def int8_convs(model: Any) -> list[str]:
+    """The Conv nodes of a QDQ onnx.ModelProto whose weight is dequantised int8 (the quantiser
+    leaves some convolutions alone, e.g. where it cannot quantise their output)."""
+    dequantised = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and n.input[1] in dequantised]
+
+
+def conv_layers(model: Any) -> dict[str, str]:
+    """Conv node -> the module its weight came from (`generator.conv_out`), for readers."""
+    return {
+        n.name: n.input[1].removesuffix(".weight") for n in model.graph.node if n.op_type == "Conv"
+    }
+
+
+def plan_ort_int8(
+    quantise: Callable[[str, list[str], Path], None],
+    error: Callable[[Path], float],
+    model: Any,
+    target_mean: float,
+    work: Path,
+    fmt: OrtInt8Format,
+) -> OrtInt8Plan:
+    """Choose the calibration and the convolutions to keep in fp32 by measurement.
+
+    `quantise(calibration, kept_fp32, out)` writes an int8 model; `error(path)` is its mean abs
+    diff from fp32 on the probe inputs; `model` is the pre-processed onnx.ModelProto. Keeps
+    convolutions in fp32, most saved error per multiply-add first (graph order breaks ties),
+    until the probe's mean is <= `target_mean`; if that takes all but one, the plan's
+    `probe_mean` stays above the target (int8 is then not worth building: the caller refuses).
+    """
+    plan = OrtInt8Plan(fmt, next(iter(CALIBRATIONS)), target_mean)
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
+    candidate = work / "candidate.onnx"
+
+    def measure(calibration: str, kept_fp32: list[str]) -> float:
+        quantise(calibration, kept_fp32, candidate)
+        try:
+            return error(candidate)
+        finally:
+            candidate.unlink(missing_ok=True)  # a ch=64 model is 8 MB a copy
+
+    plan.calibration_means = {name: measure(name, []) for name in CALIBRATIONS}
+    plan.calibration = min(plan.calibration_means, key=plan.calibration_means.__getitem__)
+    plan.probe_mean = plan.calibration_means[plan.calibration]
+    if plan.probe_mean > target_mean:
+        plan.sensitivity = {node: measure(plan.calibration, [node]) for node in convs}
+        macs = conv_macs(model)
+        saved = {n: plan.probe_mean - plan.sensitivity[n] for n in convs}
+        order = sorted(convs, key=lambda n: -saved[n] / max(macs.get(n, 1), 1))
+        for node in order[:-1]:
+            plan.kept_fp32.append(node)
+            plan.probe_mean = measure(plan.calibration, plan.kept_fp32)
+            if plan.probe_mean <= target_mean:
+                break
+    return plan
+
+
+@contextlib.contextmanager
+def quiet_quantiser() -> Iterator[None]:
+    """ONNX Runtime's quantiser with only its errors: it logs every rank-1 weight it will not
+    quantise per channel and prints the percentile calibration's progress."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def feed_reader(feeds: list[dict[str, np.ndarray]]) -> Any:
+    """An onnxruntime.quantization.CalibrationDataReader over `feeds`, from the start."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+    return Reader()
+
+
+def images_per_second(
+    paths: list[Path], feed: dict[str, np.ndarray], repeats: int = 3
+) -> list[float]:
+    """Images per second of each ONNX model on `feed` in ONNX Runtime (this machine's default
+    threads), best of `repeats` runs taken in turn so that a busy moment hits them alike."""
+    from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
+
+    runners = [OnnxRuntimeRunner(path).load() for path in paths]
+    try:
+        seconds: list[list[float]] = [[] for _ in runners]
+        for _ in range(repeats + 1):  # the first round warms up
+            for runner, seen in zip(runners, seconds, strict=True):
+                started = time.perf_counter()
+                runner.infer(feed)
+                seen.append(time.perf_counter() - started)
+    finally:
+        for runner in runners:
+            runner.close()
+    batch = next(iter(feed.values())).shape[0]
+    return [batch / min(seen[1:]) for seen in seconds]
