@@ -30,14 +30,15 @@ SIDECAR_FORMAT = "bigbigan-compiled"
 
 # Accuracy bounds of reduced precision vs the fp32 source ONNX, on pixels in [0, 1]:
 # (mean abs diff, max abs diff). The mean is the accuracy cost that matters (the performance
-# targets: bf16 <= 5e-3, int8 <= 2e-2); the max only guards against broken output, because a
-# few pixels can move far where a saturated activation is rounded or clipped (measured on a
-# partly trained ch=16 model at batch 256: bf16 max 0.06, int8 max 0.58, means 1e-3 and 4e-3).
-# A --tolerance above the max bound raises it.
+# targets: bf16 and int8 <= 5e-3; int8 meets it by keeping its most sensitive layers in fp32,
+# bigbigan.quantize); the max only guards against broken output, because a few pixels can move
+# far where a saturated activation is rounded or clipped (measured on a partly trained ch=16
+# model at batch 256: bf16 max 0.06, int8 max 0.58, means 1e-3 and 4e-3). A --tolerance above
+# the max bound raises it.
 PRECISION_LIMITS: dict[str, tuple[float, float]] = {
     "bf16": (5e-3, 0.25),
     "fp16": (2e-3, 0.1),
-    "int8": (2e-2, 1.0),
+    "int8": (5e-3, 1.0),
 }
 REDUCED_VALIDATE_BATCH = 64  # reduced precision is judged on more samples than fp32's 4
 CALIBRATION_SAMPLES = 512  # int8: generator inputs drawn from the training noise distribution
