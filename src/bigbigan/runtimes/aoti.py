@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from bigbigan.cpu import has_vnni
 from bigbigan.documents import sidecar_path
 from bigbigan.errors import BigBiGANError
 from bigbigan.interface import (
@@ -29,6 +30,7 @@ from bigbigan.interface import (
     read_model_sidecar,
     specs_to_json,
 )
+from bigbigan.quantize import AOTI_KEEP_FP32, aoti_int8_config, aoti_quantisation_meta
 from bigbigan.runtimes.base import Runner, StagedCall, cuda_index, require_cuda
 from bigbigan.runtimes.build import (
     REDUCED_VALIDATE_BATCH,
@@ -194,17 +196,27 @@ def _import_pt2e() -> tuple[Any, Any, Any]:
     return prepare_pt2e, convert_pt2e, xiq
 
 
-def quantize_pt2e(module: Any, args: tuple, dynamic_shapes: Any, feeds: list[tuple]) -> Any:
+def quantize_pt2e(
+    module: Any,
+    args: tuple,
+    dynamic_shapes: Any,
+    feeds: list[tuple],
+    keep_fp32: tuple[str, ...] = AOTI_KEEP_FP32,
+) -> Any:
     """Static int8 quantisation of `module` for Inductor's x86 backend (oneDNN int8 kernels,
     AMX or VNNI where the CPU has them): export, insert observers (activations per tensor,
-    weights per channel, X86InductorQuantizer's defaults), calibrate on `feeds`, convert.
-    Returns the quantised module (a GraphModule with quantize/dequantize ops)."""
+    weights per channel, X86InductorQuantizer's defaults; 7-bit weights where the CPU has no
+    VNNI, bigbigan.quantize.aoti_int8_config), leave the `keep_fp32` modules unquantised,
+    calibrate on `feeds`, convert. Returns the quantised module (a GraphModule with
+    quantize/dequantize ops)."""
     import torch
 
     prepare_pt2e, convert_pt2e, xiq = _import_pt2e()
     graph = torch.export.export(module, args, dynamic_shapes=dynamic_shapes).module()
     quantizer = xiq.X86InductorQuantizer()
-    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+    quantizer.set_global(aoti_int8_config(xiq))
+    for name in keep_fp32:
+        quantizer.set_module_name_qconfig(name, None)
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for feed in feeds:
@@ -349,6 +361,9 @@ def _package_report(
         report.note += f", {job.precision}"
     if autocast_bf16:
         report.note += " (bf16 between int8 ops)"
+    if job.precision == "int8":
+        report.note += f" ({'8' if has_vnni() else '7'}-bit weights"
+        report.note += f", kept in fp32: {', '.join(AOTI_KEEP_FP32)})"
     if job.dynamic:
         report.note += f", batch 1..{job.max_batch}"
     report.note += _rewrites_note(rewrites)
@@ -364,6 +379,8 @@ def _package_report(
     )
     if autocast_bf16:
         meta["between_int8_ops"] = "bf16 (autocast)"
+    if job.precision == "int8":
+        meta["quantisation"] = aoti_quantisation_meta(AOTI_KEEP_FP32)
     return report, meta
 
 
