@@ -7,7 +7,9 @@ builders live in its runtime module: `ort` (ONNX Runtime `.onnx`/`.ort`, fp32 an
 bf16 hint) and `ascend` (a static-shape ONNX plus the `atc` command line, run when `atc` is on
 PATH). fp32 `ort`, `aoti` and `openvino` builds rewrite the generator's upsampling into
 transposed convolutions first (model/rewrite.py: exact, 2.25x fewer multiply-adds in those
-layers; `rewrite=False` / `--no-rewrite` keeps the export's graph).
+layers; `rewrite=False` / `--no-rewrite` keeps the export's graph). `--target auto` /
+`--precision auto` builds the CPU candidates, times them here and keeps the fastest within an
+accuracy bound (bigbigan.autotune).
 
 This module checks the request against the registry and the source ONNX, then hands a
 `CompileJob` to the builder. Every builder validates its artifact against the source ONNX in
@@ -49,6 +51,7 @@ def compile_model(
     tolerance: float = 1e-4,
     inductor_configs: dict[str, Any] | None = None,
     rewrite: bool = True,
+    max_mean_diff: float | None = None,
 ) -> CompileReport:
     """Compile `onnx_path` for `target` into `out`; see the module docstring.
 
@@ -60,9 +63,16 @@ def compile_model(
     precision has its own bounds (PRECISION_LIMITS). `inductor_configs` (aoti) replaces the
     precision's default Inductor options (runtimes/aoti.py AOTI_CONFIGS), e.g.
     `{"freezing": False}`. `rewrite=False` (fp32 ort, aoti, openvino) skips the upsampling
-    rewrites (bigbigan.model.rewrite).
+    rewrites (bigbigan.model.rewrite). `target="auto"` or `precision="auto"` builds every
+    candidate, times them here and keeps the fastest within `max_mean_diff`
+    (bigbigan.autotune); `batch` is then the timed batch.
     """
     onnx_path, out = Path(onnx_path), Path(out)
+    if "auto" in (target, precision):
+        return _compile_auto(
+            onnx_path, target, out, precision, device, checkpoint, batch, max_mean_diff,
+            max_batch=max_batch, ort_level=ort_level, tolerance=tolerance, rewrite=rewrite,
+        )  # fmt: skip
     spec = registry.target(target)
     if precision not in spec.builders:
         if precision not in PRECISIONS:
@@ -80,13 +90,7 @@ def compile_model(
         raise BigBiGANError(
             f"--out {out}: target {target} writes {' or '.join(spec.suffixes)} files"
         )
-    if is_frozen_graph(onnx_path):
-        onnx_path = resolve_model(onnx_path)  # a TensorFlow .pb: its cached ONNX import
-    if onnx_path.suffix.lower() != ".onnx":
-        raise BigBiGANError(
-            f"{onnx_path}: expected an .onnx model (from `bigbigan export`) or a TensorFlow .pb"
-        )
-    check_model_file(onnx_path)
+    onnx_path = _source_onnx(onnx_path)
     if out.resolve() == onnx_path.resolve():
         raise BigBiGANError(f"--out {out}: would overwrite the source model")
     import onnx
@@ -113,3 +117,60 @@ def compile_model(
     guard_output(out, "--out", reads=(onnx_path,))
     ensure_dir(out.parent, flag=f"--out {out}")
     return spec.builders[precision](job)
+
+
+def _source_onnx(path: Path) -> Path:
+    """The ONNX model a compile starts from: `path`, or a TensorFlow .pb's cached ONNX import;
+    checked to be an ONNX file."""
+    if is_frozen_graph(path):
+        path = resolve_model(path)  # a TensorFlow .pb: its cached ONNX import
+    if path.suffix.lower() != ".onnx":
+        raise BigBiGANError(
+            f"{path}: expected an .onnx model (from `bigbigan export`) or a TensorFlow .pb"
+        )
+    check_model_file(path)
+    return path
+
+
+def _compile_auto(
+    onnx_path: Path,
+    target: str,
+    out: Path,
+    precision: str,
+    device: str,
+    checkpoint: str | Path | None,
+    batch: int | None,
+    max_mean_diff: float | None,
+    **options: Any,
+) -> CompileReport:
+    """`compile_model` with "auto" for the target or precision: bigbigan.autotune."""
+    import onnx
+
+    from bigbigan.autotune import DEFAULT_BATCH, DEFAULT_MAX_MEAN_DIFF, compile_auto
+
+    targets = registry.targets()
+    if target not in ("auto", *targets):
+        raise BigBiGANError(f"--target {target}: expected auto or one of {', '.join(targets)}")
+    if precision not in ("auto", *PRECISIONS):
+        raise BigBiGANError(
+            f"--precision {precision}: expected auto or one of {', '.join(PRECISIONS)}"
+        )
+    onnx_path = _source_onnx(onnx_path)
+    inputs, outputs = onnx_specs(onnx.load(str(onnx_path)))
+    model = (read_sidecar(onnx_path) or {}).get("model")
+    ensure_dir(out.parent, flag=f"--out {out}")
+    return compile_auto(
+        compile_model,
+        onnx_path,
+        out,
+        target=target,
+        precision=precision,
+        inputs=inputs,
+        output=outputs[0].name,
+        num_classes=model.get("num_classes") if isinstance(model, dict) else None,
+        max_mean_diff=DEFAULT_MAX_MEAN_DIFF if max_mean_diff is None else max_mean_diff,
+        batch=batch or DEFAULT_BATCH,
+        device=device,
+        checkpoint=checkpoint,
+        **options,
+    )
