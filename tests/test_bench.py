@@ -14,6 +14,7 @@ from bigbigan.bench import (
     FORMAT,
     Row,
     bench,
+    bench_title,
     format_table,
     generated_label_accuracy,
     gpu_bf16_peak,
@@ -23,6 +24,7 @@ from bigbigan.bench import (
     row_latency,
 )
 from bigbigan.cli.main import main
+from bigbigan.cpu import isa_class
 from bigbigan.errors import BigBiGANError
 
 HAS_CUDA = torch.cuda.is_available()
@@ -95,6 +97,7 @@ def test_bench_rows_and_json(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert doc["ratio_reference"] == "onnxruntime fp32" and doc["classifier"] is None
     assert doc["model"]["ch"] == 8 and doc["gflop_per_image"] > 0
     assert {"cpu", "cpu_flags", "load_average", "torch", "onnxruntime"} <= set(doc["machine"])
+    assert doc["machine"]["isa"] == isa_class()  # bench names the ISA class it ran on
     assert doc["skipped"] == []
     for row in doc["rows"]:
         assert set(row) == ROW_KEYS
@@ -115,6 +118,8 @@ def test_bench_rows_and_json(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert (tmp_path / "artifacts" / "G.int8.onnx.json").is_file()
     table = format_table(result.rows)
     assert "x onnxruntime fp32" in table and "ort" in table and "label acc" not in table
+    titled = format_table(result.rows, title=bench_title(result.meta)).splitlines()
+    assert f"({isa_class()})" in titled[0] and titled[1:] == table.splitlines()
 
 
 def test_label_accuracy_hook(tiny_checkpoint: Path, tmp_path: Path) -> None:

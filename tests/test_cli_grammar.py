@@ -34,7 +34,7 @@ def test_help_shows_choices(capsys):
     with pytest.raises(SystemExit):
         main(["compile", "--help"])
     out = capsys.readouterr().out
-    assert "{ort,aoti,tensorrt,openvino,ascend}" in out and "{basic,extended,all}" in out
+    assert "{auto,ort,aoti,tensorrt,openvino,ascend}" in out and "{basic,extended,all}" in out
 
 
 def test_version(capsys):

@@ -28,7 +28,7 @@ import numpy as np
 
 from bigbigan.cpu import has_native_bf16, isa_class, relevant_flags
 from bigbigan.errors import BigBiGANError
-from bigbigan.export import random_feed
+from bigbigan.interface import random_feed
 
 # Preference order: it breaks ties (exact before approximate, portable before compiled).
 CANDIDATES: tuple[tuple[str, str], ...] = (

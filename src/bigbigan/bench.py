@@ -559,14 +559,14 @@ def bench(
     result = BenchResult(rows, skipped, meta)
     result.json_path = out / "bench.json"
     write_text(result.json_path, json.dumps(result.to_json(), indent=2) + "\n")
-    result.chart_path = save_chart(rows, out / "bench.png", title=_title(meta))
+    result.chart_path = save_chart(rows, out / "bench.png", title=bench_title(meta))
     return result
 
 
-def _title(meta: dict[str, Any]) -> str:
+def bench_title(meta: dict[str, Any]) -> str:
     machine = meta["machine"]
     threads = machine["torch_threads"]
-    where = f"{machine['cpu']}, {threads} thread{'s' * (threads != 1)}"
+    where = f"{machine['cpu']} ({machine['isa']}), {threads} thread{'s' * (threads != 1)}"
     if meta["device"].startswith("cuda") and machine.get("gpu"):
         where = machine["gpu"]
     return f"BigBiGAN generator (ch={meta['model']['ch']}), {where}"
@@ -575,8 +575,9 @@ def _title(meta: dict[str, Any]) -> str:
 # ---- output ----
 
 
-def format_table(rows: Sequence[Row], reference: str = "onnxruntime fp32") -> str:
-    """The rows as an aligned text table, one block per batch size."""
+def format_table(rows: Sequence[Row], reference: str = "onnxruntime fp32", title: str = "") -> str:
+    """The rows as an aligned text table, one block per batch size, under `title` (the run's
+    model and machine with its ISA class: `bench_title`)."""
     has_acc = any(r.label_accuracy is not None for r in rows)
     has_peak = any(r.peak_fraction is not None for r in rows)
     head = [
@@ -625,7 +626,7 @@ def format_table(rows: Sequence[Row], reference: str = "onnxruntime fp32") -> st
                 for i, (cell, w) in enumerate(zip(line, widths, strict=True))
             )
         )
-    return "\n".join(text)
+    return "\n".join([title, *text] if title else text)
 
 
 def save_chart(rows: Sequence[Row], path: Path, title: str = "") -> Path:

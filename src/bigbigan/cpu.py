@@ -3,18 +3,17 @@
 int8 and bf16 depend on the vector ISA far more than fp32 does: without VNNI, ONNX Runtime's
 U8S8 kernels multiply with VPMADDUBSW, whose 16-bit pair sums saturate (its quantisation guide:
 use `reduce_range` or U8U8 there), and bf16 without AVX512_BF16 or AMX is emulated and slower
-than fp32. Reading the flags is cheap: /proc/cpuinfo, or torch's dispatch level elsewhere.
-`isa_class` names the same classes as the bench's machine record.
+than fp32. Reading the flags is cheap: /proc/cpuinfo (bigbigan.harness.machine), or torch's
+dispatch level elsewhere. `isa_class` is the machine record's classification of these flags.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from pathlib import Path
 
-CPUINFO = Path("/proc/cpuinfo")
-ISA_CLASSES = ("amx", "avx512_vnni", "avx512", "avx2", "baseline")  # best first
+from bigbigan.harness import machine
+
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})  # int8 dot products, no saturation
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # native bf16 matrix arithmetic
 
@@ -23,13 +22,9 @@ BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # native bf16 matrix arithm
 def cpu_flags() -> frozenset[str]:
     """This CPU's feature flags (/proc/cpuinfo); where there is none (not Linux), the flags
     implied by torch's CPU dispatch level, else none."""
-    try:
-        for line in CPUINFO.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "flags":
-                return frozenset(value.split())
-    except OSError:
-        pass
+    flags = machine.cpu_flags(None)
+    if flags:
+        return frozenset(flags)
     try:
         import torch
 
@@ -40,18 +35,9 @@ def cpu_flags() -> frozenset[str]:
 
 
 def isa_class(flags: Iterable[str] | None = None) -> str:
-    """The best x86 vector ISA class among `flags` (default: this CPU's): `amx`, `avx512_vnni`,
-    `avx512`, `avx2` or `baseline`."""
-    have = set(cpu_flags() if flags is None else flags)
-    if have & {"amx_bf16", "amx_int8", "amx_tile"}:
-        return "amx"
-    if "avx512_vnni" in have:
-        return "avx512_vnni"
-    if "avx512f" in have:
-        return "avx512"
-    if "avx2" in have:
-        return "avx2"
-    return "baseline"
+    """The best x86 vector ISA class among `flags` (default: this CPU's, `cpu_flags`): `amx`,
+    `avx512_vnni`, `avx512`, `avx2` or `baseline` (harness.machine.isa_class)."""
+    return machine.isa_class(cpu_flags() if flags is None else flags)
 
 
 def has_vnni(flags: Iterable[str] | None = None) -> bool:

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> None:
         DEFAULT_STREAMS,
         PRECISIONS,
         bench,
+        bench_title,
         format_table,
         parse_batch_sizes,
         parse_names,
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(result.to_json()))
         return
-    print(format_table(result.rows, result.meta["ratio_reference"]))
+    print(format_table(result.rows, result.meta["ratio_reference"], bench_title(result.meta)))
     for item in result.skipped:
         print(f"skipped {item['backend']} {item['precision']}: {item['reason']}")
     print(f"json: {result.json_path}\nchart: {result.chart_path}")

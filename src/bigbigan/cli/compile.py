@@ -15,13 +15,35 @@ HELP = "compile an ONNX model for a runtime (the original's atc)"
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = groups.command(subparsers, NAME, HELP, run)
     p.add_argument("model", help="ONNX model from `bigbigan export`, or a TensorFlow .pb")
-    targets = registry.targets()
-    p.add_argument("--target", required=True, choices=targets, help="the runtime to build for")
-    p.add_argument("--precision", default="fp32", choices=registry.PRECISIONS, help="by target")
-    groups.out(p, "file", "the built model (ascend: the .om that atc would build)", required=True)
+    p.add_argument(
+        "--target",
+        required=True,
+        choices=("auto", *registry.targets()),
+        help="the runtime to build for; auto: build the CPU candidates, time them here, keep "
+        "the fastest within --max-mean-diff",
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=(*registry.PRECISIONS, "auto"),
+        help="by target; auto: as --target auto, among this target's precisions",
+    )
+    p.add_argument(
+        "--max-mean-diff",
+        type=float,
+        help="auto: the largest mean abs pixel difference from the source allowed (5e-3)",
+    )
+    groups.out(
+        p,
+        "file",
+        "the built model (ascend: the .om that atc would build; auto: the suffix is the winner's)",
+        required=True,
+    )
     groups.device(p)
     groups.checkpoint(p, "aoti: default from the ONNX sidecar")
-    groups.batch(p, None, "ascend: static batch (default: the ONNX's own, else 256)")
+    groups.batch(
+        p, None, "ascend: static batch (default: the ONNX's own, else 256); auto: timed batch (64)"
+    )
     p.add_argument(
         "--max-batch", type=groups.positive, default=4096, help="aoti/tensorrt: largest batch"
     )
@@ -60,6 +82,7 @@ def run(args: argparse.Namespace) -> None:
         ort_level=args.ort_level,
         tolerance=args.tolerance,
         rewrite=args.rewrite,
+        max_mean_diff=args.max_mean_diff,
     )
     if report.target == "ascend" and Path(report.path).suffix.lower() != ".om":
         _print_ascend(report)
