@@ -115,7 +115,7 @@ def test_toy_backend_appears_everywhere(
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["compile", "--help"])
-    assert "{ort,aoti,tensorrt,openvino,ascend,toy}" in capsys.readouterr().out
+    assert "{auto,ort,aoti,tensorrt,openvino,ascend,toy}" in capsys.readouterr().out
 
     # infer: by extension
     assert backend_for(report.path) == "toy"
