@@ -135,6 +135,26 @@ def load() -> None:
         _loaded = True
         for module in BACKEND_MODULES:
             importlib.import_module(f"bigbigan.runtimes.{module}")
+        _in_module_order()
+
+
+def _in_module_order() -> None:
+    """List backends in BACKEND_MODULES order, whichever module another import loaded first
+    (`compile` imports onnxruntime's runner before `load` runs): choices, tables and error
+    messages then read the same on every path."""
+    rank = {name: i for i, name in enumerate(BACKEND_MODULES)}
+
+    def order(table: dict, key: Callable[[Any], str]) -> None:
+        items = sorted(table.items(), key=lambda item: rank.get(key(item), len(rank)))
+        table.clear()
+        table.update(items)
+
+    def module_of(obj: object) -> str:
+        return getattr(obj, "__module__", "").rsplit(".", 1)[-1]
+
+    order(RUNNERS, lambda item: module_of(item[1]))
+    order(TARGETS, lambda item: min((module_of(b) for b in item[1].builders.values()), default=""))
+    order(BENCH, lambda item: module_of(item[1]))
 
 
 def runners() -> tuple[str, ...]:
