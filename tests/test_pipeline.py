@@ -1,14 +1,19 @@
-"""`bigbigan pipeline` end to end at tiny size: every stage, the report, the grid; the stages
-are timed by the same harness as `infer`."""
+"""`bigbigan pipeline` (what `make demo` runs) end to end at tiny size: every stage, the report,
+the grid; the stages are timed by the same harness as `infer`; and how it fails (one line)."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
+from bigbigan.cli.main import main
 from bigbigan.harness.summary import read_summary
-from bigbigan.pipeline import pipeline
+from bigbigan.pipeline import DEFAULT_TARGETS, pipeline
+
+TINY = ["--batch", "4", "--loop", "1"]
 
 
 @pytest.mark.slow
@@ -24,3 +29,51 @@ def test_pipeline_onnx_against_the_reference(tmp_path, tiny_checkpoint):
     summary = read_summary(out / "onnx" / "G_summary.json")  # infer's summary, via the harness
     assert summary["timing"]["runs"] == 2 and summary["inputs"]["source"] == "files"
     assert summary["machine"]["isa"]
+
+
+def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err  # one line, no traceback
+    return err
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end(tiny_checkpoint, tmp_path, capsys):
+    """The demo's stages (its default targets) plus ascend: every stage agrees with PyTorch."""
+    out = tmp_path / "pipeline"
+    argv = ["pipeline", "--checkpoint", str(tiny_checkpoint), "--out", str(out), *TINY]
+    assert main([*argv, "--targets", ",".join([*DEFAULT_TARGETS, "ascend"])]) == 0
+    printed = capsys.readouterr().out
+    assert str(out / "report.md") in printed and str(out / "grid.png") in printed
+    for name in ("report.json", "report.md", "grid.png"):
+        assert (out / name).stat().st_size > 0, name
+    report = json.loads((out / "report.json").read_text())
+    stages = report["stages"]
+    assert [s["name"] for s in stages] == ["pytorch", *DEFAULT_TARGETS]
+    assert stages[0]["mean_abs_diff"] == 0
+    for stage in stages:
+        assert stage["mean_abs_diff"] <= 1e-4, stage
+        assert stage["max_abs_diff"] <= 1e-3, stage
+        assert Path(stage["output"]).is_file(), stage
+    assert "atc" in report["notes"]["ascend"]
+    markdown = (out / "report.md").read_text()
+    assert all(s["name"] in markdown for s in stages)
+
+
+@pytest.mark.slow  # ~40 s: the reference run and the export come before the check
+def test_pipeline_over_tolerance_fails_in_one_line(tiny_checkpoint, tmp_path, capsys):
+    argv = ["pipeline", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "p"), *TINY]
+    assert main([*argv, "--targets", "onnx", "--tolerance", "0"]) == 1
+    assert "--tolerance 0" in _error_line(capsys)
+
+
+def test_pipeline_on_a_corrupted_checkpoint_fails_in_one_line(tiny_checkpoint, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_checkpoint, broken)
+    for weights in broken.rglob("model.safetensors"):  # the run's newest (only) checkpoint
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    argv = ["pipeline", "--checkpoint", str(broken), "--out", str(tmp_path / "p"), *TINY]
+    assert main([*argv, "--targets", "onnx"]) == 1
+    line = _error_line(capsys)
+    assert "model.safetensors" in line
+    assert not (tmp_path / "p" / "report.json").exists()
