@@ -89,10 +89,34 @@ def test_offline_generator_matches_and_has_no_spectral_norm_left():
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("z_dim", 99), ("ch", 12), ("channels", 2), ("init", "xavier")]
+    ("field", "value"),
+    [("z_dim", 99), ("ch", 12), ("channels", 2), ("init", "xavier"), ("output_sn", "rows")],
 )
 def test_bad_config_is_a_clear_error(field, value):
     with pytest.raises(
         BigBiGANError, match=field.replace("_", "-") if field != "channels" else "channels"
     ):
         ModelConfig(**{field: value})
+
+
+def test_output_layer_spectral_norm_layout_recorded_and_legacy_checkpoints_keep_theirs(tmp_path):
+    """New configs use the reference's transposed layout; a checkpoint.json written before the
+    field existed loads with the old conv layout and gives the same images."""
+    import json
+
+    from bigbigan.training import checkpoint
+
+    assert ModelConfig().output_sn == "transposed"
+    new = BigBiGAN(ModelConfig(ch=8))
+    assert new.G.conv_out.parametrizations.weight[0]._u.shape == (8,)  # rows: C_in
+    old = BigBiGAN(ModelConfig(ch=8, output_sn="conv")).eval()
+    assert old.G.conv_out.parametrizations.weight[0]._u.shape == (1,)  # rows: C_out
+    checkpoint.save(tmp_path, old)
+    doc = json.loads((tmp_path / "checkpoint.json").read_text())
+    del doc["model"]["output_sn"]
+    (tmp_path / "checkpoint.json").write_text(json.dumps(doc))
+    loaded, ckpt = checkpoint.load_model(tmp_path)
+    assert ckpt.model.output_sn == "conv"
+    z, y = torch.randn(4, 100), torch.arange(4)
+    with torch.no_grad():
+        assert torch.equal(loaded.G(z, y), old.G(z, y))

@@ -105,3 +105,21 @@ def test_reversible_block_is_invertible():
     x2, y1 = out.chunk(2, dim=1)
     x1 = y1 - x2 - block.unit(x2)
     torch.testing.assert_close(torch.cat([x1, x2], 1), x)
+
+
+def test_transposed_layout_spectral_norm_matches_the_reference_matrix_svd():
+    """The reference's output layer is a stride-1 transposed conv: TF's spectral norm reshapes
+    its kernel (3, 3, C_out, C_in) to a (3*3*C_out, C_in) matrix. Ours (dim=1) converges to that
+    matrix's largest singular value, not to the ordinary conv's (C_out, C_in*3*3)."""
+    conv = sn(nn.Conv2d(16, 3, 3, padding=1, bias=False), dim=1)
+    kernel = conv.parametrizations.weight.original.detach()  # (C_out, C_in, 3, 3)
+    reference = kernel.permute(2, 3, 0, 1).reshape(3 * 3 * 3, 16)  # TF (kh, kw, out, in) layout
+    sigma_reference = torch.linalg.svdvals(reference)[0]
+    sigma_conv = torch.linalg.svdvals(kernel.reshape(3, 16 * 9))[0]
+    assert abs(sigma_reference - sigma_conv) > 0.05 * sigma_reference  # the layouts differ
+    for _ in range(200):  # one power iteration per training forward
+        conv(torch.randn(1, 16, 4, 4))
+    sigma = (kernel / conv.weight.detach()).mean()  # W / sigma: the ratio is sigma
+    assert sigma.item() == pytest.approx(sigma_reference.item(), rel=1e-4)
+    v = conv.parametrizations.weight[0]._v
+    assert v.shape == (3 * 3 * 3,)  # the reference's u (TF) lives in k*k*C_out space

@@ -29,6 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         action="store_true",
         help="continue the run in --out (architecture, data, schedule from its checkpoint)",
     )
+    recipe(p)
     p.add_argument(
         "--keep-checkpoints",
         type=groups.positive,
@@ -48,6 +49,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
+def recipe(p: argparse.ArgumentParser) -> None:
+    """Options towards BigBiGAN's own recipe (docs/quality.md); every default is the reference's."""
+    from bigbigan.config import CBN_GAINS, OUTPUT_SN_LAYOUTS
+
+    p.add_argument("--lr-d", type=float, help="discriminators' lr (default: --lr)")
+    p.add_argument("--encoder-lr-mult", type=float, default=1.0, help="E's lr = --lr x this")
+    p.add_argument("--stochastic-encoder", action="store_true", help="E gives mu, softplus sigma")
+    p.add_argument("--label-dropout", type=float, default=0.0, help="fraction trained unlabelled")
+    p.add_argument("--ema", action="store_true", help="evaluate/export EMAs of G and E")
+    p.add_argument("--ema-decay", type=float, default=0.999, help="with --ema")
+    p.add_argument("--cbn-gain", choices=CBN_GAINS, default="gamma", help="CBN scale")
+    p.add_argument(
+        "--output-sn",
+        choices=OUTPUT_SN_LAYOUTS,
+        default="transposed",
+        help="G's output-layer spectral-norm matrix: the reference's transposed-conv layout or "
+        "the conv layout of older checkpoints",
+    )
+
+
 def run(args: argparse.Namespace) -> int | None:
     from bigbigan.config import TrainConfig
     from bigbigan.training import distributed
@@ -63,9 +84,20 @@ def run(args: argparse.Namespace) -> int | None:
         seed=args.seed,
         amp=args.amp,
         sample_every=args.sample_every,
+        lr_d=args.lr_d,
+        encoder_lr_mult=args.encoder_lr_mult,
+        ema_decay=args.ema_decay,
     )
     model_cfg = model_config_for(
-        args.dataset, ch=args.ch, conditional=not args.unconditional, init=args.init
+        args.dataset,
+        ch=args.ch,
+        conditional=not args.unconditional,
+        init=args.init,
+        output_sn=args.output_sn,
+        stochastic_encoder=args.stochastic_encoder,
+        cbn_gain=args.cbn_gain,
+        label_dropout=args.label_dropout,
+        ema=args.ema,
     )
     if args.resume:
         from bigbigan.training.resume import as_options, resume_configs

@@ -12,9 +12,15 @@ from torch import nn
 from torch.nn.utils import parametrizations
 
 
-def sn(module: nn.Module) -> nn.Module:
-    """Spectral-normalise `module.weight` with one power iteration per training forward."""
-    return parametrizations.spectral_norm(module, n_power_iterations=1)
+def sn(module: nn.Module, dim: int = 0) -> nn.Module:
+    """Spectral-normalise `module.weight` with one power iteration per training forward.
+
+    The weight is seen as a matrix with `dim` as its rows: 0 for an ordinary layer (C_out,
+    C_in*k*k); 1 for a convolution the reference writes as a stride-1 transposed convolution,
+    whose kernel TensorFlow reshapes to (k*k*C_out, C_in) — the same singular values as
+    (C_in, C_out*k*k), so power iteration over dim 1 follows the reference's dynamics.
+    """
+    return parametrizations.spectral_norm(module, n_power_iterations=1, dim=dim)
 
 
 def conv3x3(cin: int, cout: int, spectral: bool = True) -> nn.Module:
@@ -29,17 +35,21 @@ def conv1x1(cin: int, cout: int, bias: bool = False) -> nn.Module:
 class ConditionalBatchNorm(nn.Module):
     """Batch norm without its own affine; gain and shift are dense maps of the condition.
 
-    As in the reference the gain is `gamma(c)` itself, not `1 + gamma(c)`.
+    As in the reference the gain is `gamma(c)` itself, not `1 + gamma(c)`; `one_plus_gain`
+    gives BigGAN's `1 + gamma(c)`, which starts near the identity instead of near zero.
     """
 
-    def __init__(self, num_features: int, cond_dim: int) -> None:
+    def __init__(self, num_features: int, cond_dim: int, one_plus_gain: bool = False) -> None:
         super().__init__()
+        self.one_plus_gain = one_plus_gain
         self.bn = nn.BatchNorm2d(num_features, affine=False, eps=1e-5, momentum=0.1)
         self.gamma = nn.Linear(cond_dim, num_features)
         self.beta = nn.Linear(cond_dim, num_features)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         gamma = self.gamma(c)[:, :, None, None]
+        if self.one_plus_gain:  # a branch, not `+ 0.0`: the reference's graph stays as it was
+            gamma = gamma + 1
         beta = self.beta(c)[:, :, None, None]
         return self.bn(x) * gamma + beta
 
@@ -69,11 +79,11 @@ class SelfAttention(nn.Module):
 class UpBlock(nn.Module):
     """Generator residual block: CBN-ReLU-up-conv-CBN-ReLU-conv, skip: up-conv1x1."""
 
-    def __init__(self, cin: int, cout: int, cond_dim: int) -> None:
+    def __init__(self, cin: int, cout: int, cond_dim: int, one_plus_gain: bool = False) -> None:
         super().__init__()
-        self.bn1 = ConditionalBatchNorm(cin, cond_dim)
+        self.bn1 = ConditionalBatchNorm(cin, cond_dim, one_plus_gain)
         self.conv1 = conv3x3(cin, cout)
-        self.bn2 = ConditionalBatchNorm(cout, cond_dim)
+        self.bn2 = ConditionalBatchNorm(cout, cond_dim, one_plus_gain)
         self.conv2 = conv3x3(cout, cout)
         self.skip = conv1x1(cin, cout)
 

@@ -14,9 +14,14 @@ from bigbigan.model.blocks import (
     ReversibleBlock,
     SelfAttention,
     UpBlock,
-    conv3x3,
     sn,
 )
+
+
+def label_rows(cfg: ModelConfig) -> int:
+    """Rows of the class embeddings: one more than the classes when labels are dropped in
+    training, the last row standing for "no label" (`ModelConfig.label_dropout`)."""
+    return cfg.num_classes + (1 if cfg.label_dropout > 0 else 0)
 
 
 class Generator(nn.Module):
@@ -27,14 +32,16 @@ class Generator(nn.Module):
         self.cfg = cfg
         ch, self.chunk = cfg.ch, cfg.z_dim // 4
         cond_dim = self.chunk + (cfg.embed_dim if cfg.conditional else 0)
-        self.embed = nn.Embedding(cfg.num_classes, cfg.embed_dim) if cfg.conditional else None
+        self.embed = nn.Embedding(label_rows(cfg), cfg.embed_dim) if cfg.conditional else None
         self.dense = sn(nn.Linear(self.chunk, 4 * 4 * 4 * ch))
-        self.block1 = UpBlock(4 * ch, 4 * ch, cond_dim)
-        self.block2 = UpBlock(4 * ch, 2 * ch, cond_dim)
+        one_plus = cfg.cbn_gain == "one_plus_gamma"
+        self.block1 = UpBlock(4 * ch, 4 * ch, cond_dim, one_plus)
+        self.block2 = UpBlock(4 * ch, 2 * ch, cond_dim, one_plus)
         self.attention = SelfAttention(2 * ch)
-        self.block3 = UpBlock(2 * ch, ch, cond_dim)
+        self.block3 = UpBlock(2 * ch, ch, cond_dim, one_plus)
         self.bn = nn.BatchNorm2d(ch, eps=1e-3, momentum=0.01)
-        self.conv_out = conv3x3(ch, cfg.channels)
+        out_conv = nn.Conv2d(ch, cfg.channels, 3, padding=1, bias=False)
+        self.conv_out = sn(out_conv, dim=1 if cfg.output_sn == "transposed" else 0)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         z0, *chunks = z.split(self.chunk, dim=1)
@@ -52,10 +59,15 @@ class Generator(nn.Module):
 
 
 class Encoder(nn.Module):
-    """E(x) -> z (B, z_dim): a RevNet trunk at doubled resolution, then a dense head."""
+    """E(x) -> z (B, z_dim): a RevNet trunk at doubled resolution, then a dense head.
+
+    A stochastic encoder's head gives mu and sigma = softplus(.) (BigBiGAN's); in training it
+    returns z = mu + sigma * eps, in eval mode mu, the representation (and the exported E).
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        self.stochastic = cfg.stochastic_encoder
         w = cfg.ch // 2  # 32 at the reference width
         self.stem = nn.Conv2d(cfg.channels, w, 7, stride=2)
         self.stage1 = nn.Sequential(ReversibleBlock(w), ReversibleBlock(w))
@@ -64,7 +76,7 @@ class Encoder(nn.Module):
         self.head = nn.Sequential(
             DenseResBlock(4 * w, 8 * w, spectral=False),
             DenseResBlock(8 * w, 8 * w, spectral=False),
-            nn.Linear(8 * w, cfg.z_dim),
+            nn.Linear(8 * w, cfg.z_dim * (2 if self.stochastic else 1)),
         )
 
     @staticmethod
@@ -74,14 +86,24 @@ class Encoder(nn.Module):
         pad = x.shape[1] // 2
         return F.pad(x, (0, 0, 0, 0, pad, pad))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The trunk's globally pooled features (B, 4w): what BigBiGAN's probes read."""
         x = F.interpolate(x, scale_factor=2, mode="nearest")  # (B, C, 64, 64)
         x = self.stem(F.pad(x, (2, 3, 2, 3)))  # TF 'same' for 7x7 stride 2: (B, w, 32, 32)
         x = F.max_pool2d(x, 3, stride=2)  # (B, w, 15, 15)
         x = self.stage1(x)
         x = self.stage2(self._pool_widen(x))  # (B, 2w, 8, 8)
         x = self.stage3(self._pool_widen(x))  # (B, 4w, 4, 4)
-        return self.head(x.mean(dim=(2, 3)))  # (B, z_dim)
+        return x.mean(dim=(2, 3))  # (B, 4w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.head(self.features(x))  # (B, z_dim) or, stochastic, (B, 2 z_dim)
+        if not self.stochastic:
+            return h
+        mu, sigma = h.chunk(2, dim=1)
+        if not self.training:
+            return mu
+        return mu + F.softplus(sigma) * torch.randn_like(mu)
 
 
 class DiscriminatorF(nn.Module):
@@ -96,7 +118,7 @@ class DiscriminatorF(nn.Module):
         self.block3 = DownBlock(2 * ch, 4 * ch)  # 4x4
         self.block4 = ResBlock(4 * ch)
         self.score = sn(nn.Linear(4 * ch, 1))
-        self.embed = nn.Embedding(cfg.num_classes, 4 * ch) if cfg.conditional else None
+        self.embed = nn.Embedding(label_rows(cfg), 4 * ch) if cfg.conditional else None
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor | None = None
@@ -156,6 +178,32 @@ class BigBiGAN(nn.Module):
         self.J = DiscriminatorJ(cfg)
         if initialize:
             init_weights(self, cfg.init)
+        # EMA copies of G and E, starting as copies: updated by the training loop, never by an
+        # optimizer; built under a forked RNG so every other random draw is as without them.
+        self.G_ema: Generator | None = None
+        self.E_ema: Encoder | None = None
+        if cfg.ema:
+            with torch.random.fork_rng(devices=[]):
+                self.G_ema = Generator(cfg).requires_grad_(False)
+                self.E_ema = Encoder(cfg).requires_grad_(False)
+            for average, live in self.ema_pairs():
+                average.load_state_dict(live.state_dict())
+
+    @property
+    def generator(self) -> Generator:
+        """The generator to evaluate and export: the EMA copy when the model keeps one."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+    @property
+    def encoder(self) -> Encoder:
+        """The encoder to evaluate and export: the EMA copy when the model keeps one."""
+        return self.E_ema if self.E_ema is not None else self.E
+
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(average, live) module pairs; empty without `cfg.ema`."""
+        if self.G_ema is None or self.E_ema is None:
+            return []
+        return [(self.G_ema, self.G), (self.E_ema, self.E)]
 
     def scores(
         self, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor | None
@@ -242,8 +290,9 @@ class OfflineEncoder(nn.Module):
 
 
 def offline_module(model: BigBiGAN, encoder: bool = False) -> nn.Module:
-    """The generator (or encoder) with the offline interface, every spectral norm folded into a
-    plain weight W / sigma: no power-iteration buffers remain, so it exports as ordinary layers.
+    """The generator (or encoder; their EMA copies if kept) with the offline interface, every
+    spectral norm folded into a plain weight W / sigma: no power-iteration buffers remain, so it
+    exports as ordinary layers.
 
     The folding happens on a rebuilt copy: `copy.deepcopy` of a parametrized module shares its
     generated class, and removing the parametrization from the copy would break the original.
@@ -255,5 +304,5 @@ def offline_module(model: BigBiGAN, encoder: bool = False) -> nn.Module:
     frozen.eval().requires_grad_(False)
     for m in [m for m in frozen.modules() if parametrize.is_parametrized(m, "weight")]:
         parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
-    wrapper = OfflineEncoder(frozen.E) if encoder else OfflineGenerator(frozen.G)
+    wrapper = OfflineEncoder(frozen.encoder) if encoder else OfflineGenerator(frozen.generator)
     return wrapper.eval()

@@ -70,6 +70,54 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+def make_optimizers(
+    model: BigBiGAN, cfg: TrainConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """Adam for the discriminators (lr_d) and for G and E (lr; E's times encoder_lr_mult).
+
+    G and E share one parameter group unless E's lr differs, so that the optimizer state of runs
+    made before the multiplier existed still loads.
+    """
+    lr_d = cfg.lr if cfg.lr_d is None else cfg.lr_d
+    opt_d = torch.optim.Adam(model.discriminator_parameters(), lr=lr_d, betas=cfg.betas)
+    groups: list[dict[str, Any]] = [{"params": model.generator_parameters()}]
+    if cfg.encoder_lr_mult != 1.0:
+        groups = [
+            {"params": list(model.G.parameters())},
+            {"params": list(model.E.parameters()), "lr": cfg.lr * cfg.encoder_lr_mult},
+        ]
+    return opt_d, torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+def drop_labels(
+    run: Run, y: torch.Tensor | None, replicas: Replicas | None = None
+) -> torch.Tensor | None:
+    """The labels with a `label_dropout` fraction replaced by the "no label" class.
+
+    The mask comes from the noise stream (global batch, then this rank's slice), so it replays on
+    resume; with no dropout nothing is drawn and the stream is as in the reference recipe.
+    """
+    cfg = run.model.cfg
+    if y is None or cfg.label_dropout == 0:
+        return y
+    world = 1 if replicas is None else replicas.world_size
+    mask = run.noise_rng.random(y.shape[0] * world) < cfg.label_dropout
+    mask_t = torch.from_numpy(mask if replicas is None else replicas.shard(mask)).to(y.device)
+    return torch.where(mask_t, torch.full_like(y, cfg.num_classes), y)
+
+
+@torch.no_grad()
+def update_ema(model: BigBiGAN, step: int, decay: float) -> None:
+    """Move the EMA copies of G and E towards the live ones: parameters averaged with decay
+    min(decay, (1 + step) / (10 + step)) (so early averages do not hold the initialisation),
+    buffers (batch-norm statistics, spectral-norm vectors) copied."""
+    rate = min(decay, (1 + step) / (10 + step))
+    for average, live in model.ema_pairs():
+        torch._foreach_lerp_(list(average.parameters()), list(live.parameters()), 1 - rate)
+        for target, source in zip(average.buffers(), live.buffers(), strict=True):
+            target.copy_(source)
+
+
 def train_step(
     run: Run,
     x: torch.Tensor,
@@ -88,11 +136,13 @@ def train_step(
     world = 1 if replicas is None else replicas.world_size
     autocast = torch.autocast(x.device.type, torch.bfloat16, enabled=cfg.amp)
     d_params, ge_params = model.discriminator_parameters(), model.generator_parameters()
+    labels = y
     for i in range(cfg.d_steps):
         last = i == cfg.d_steps - 1
         noise = truncated_normal(run.noise_rng, (batch * world, model.cfg.z_dim))
         z = torch.from_numpy(noise if replicas is None else replicas.shard(noise))
         z = z.to(x.device)
+        y = drop_labels(run, labels, replicas)
         with autocast, torch.set_grad_enabled(last):
             fake, z_hat = model.G(z, y), model.E(x)
         with autocast:
@@ -120,6 +170,7 @@ def train_step(
         run.opt_ge.step()
     if replicas is not None:
         replicas.sync_buffers(model)
+    update_ema(model, run.step, cfg.ema_decay)
     losses = {"loss_d": loss_d.item(), "loss_ge": loss_ge.item()}
     for name, r, f in zip(("x", "z", "xz"), real, fake_scores, strict=True):
         losses[f"s_{name}_real"], losses[f"s_{name}_fake"] = r.mean().item(), f.mean().item()
@@ -207,7 +258,7 @@ def save_samples(model: BigBiGAN, path: Path, n: int = 100) -> None:
     device = next(model.parameters()).device
     z = torch.from_numpy(truncated_normal(np.random.default_rng(SAMPLE_SEED), (n, model.cfg.z_dim)))
     y = torch.from_numpy(class_labels(n, model.cfg.num_classes)).long()
-    images = model.G(z.to(device), y.to(device) if model.cfg.conditional else None)
+    images = model.generator(z.to(device), y.to(device) if model.cfg.conditional else None)
     save_grid(images.float().cpu().numpy(), path, ncol=model.cfg.num_classes)
     model.train(was_training)
 
@@ -304,12 +355,7 @@ def _train_locked(
         raise BigBiGANError("--amp needs --device cuda")
     torch.manual_seed(cfg.seed)
     model = BigBiGAN(model_cfg).to(device).train()
-    run = Run(
-        model,
-        torch.optim.Adam(model.discriminator_parameters(), lr=cfg.lr, betas=cfg.betas),
-        torch.optim.Adam(model.generator_parameters(), lr=cfg.lr, betas=cfg.betas),
-        np.random.default_rng(cfg.seed),
-    )
+    run = Run(model, *make_optimizers(model, cfg), np.random.default_rng(cfg.seed))
     if resume:
         saved = restore_run(run, out)
         schedule = {"steps": cfg.steps, "epochs": cfg.epochs, "sample_every": cfg.sample_every}

@@ -18,12 +18,18 @@ from bigbigan.errors import BigBiGANError
 
 # flag dest -> (config, field); `unconditional` is the negation of `conditional`
 _MODEL_FLAGS = {"ch": "ch", "init": "init"}
+_MODEL_FLAGS |= {  # the recipe options (docs/quality.md)
+    name: name for name in ("output_sn", "stochastic_encoder", "cbn_gain", "label_dropout", "ema")
+}
 _TRAIN_FLAGS = {
     "dataset": "dataset",
     "batch": "batch_size",
     "lr": "lr",
     "seed": "seed",
     "amp": "amp",
+    "lr_d": "lr_d",
+    "encoder_lr_mult": "encoder_lr_mult",
+    "ema_decay": "ema_decay",
 }
 _FREE_FLAGS = {"data_dir": "data_dir", "sample_every": "sample_every"}
 
