@@ -60,6 +60,16 @@ def test_sections_keys_and_ranges(result: dict) -> None:
     for key in ("probe_accuracy", "pixel_probe_accuracy", "reconstruction_label_accuracy"):
         assert 0.0 <= enc[key] <= 1.0
     assert enc["pixel_probe_accuracy"] > 0.5  # digits are nearly linearly separable
+    probes = enc["probes"]
+    assert list(probes) == ["pixels", "z", "trunk", "trunk_bn_crelu"]
+    assert [p["dim"] for p in probes.values()] == [32 * 32, 100, 16, 32]  # ch=8: 4w = 16
+    for probe in probes.values():
+        assert {"logistic", "knn1", "knn5", "l2", "holdout_accuracy", "converged"} <= probe.keys()
+        assert all(0.0 <= probe[k] <= 1.0 for k in ("logistic", "knn1", "knn5"))
+    assert probes["pixels"]["knn1"] > 0.5
+    assert enc["probe_accuracy"] == probes["z"]["logistic"]
+    assert enc["best_feature_probe"] in ("z", "trunk", "trunk_bn_crelu")
+    assert result["missing"] is None and result["seconds"] > 0
     assert 0.0 < enc["reconstruction_mae"] < 1.0
     assert enc["probe_train"] == 200 and enc["probe_test"] == 359
     assert enc["reconstruction_n"] == 30
@@ -81,7 +91,7 @@ def test_deterministic(
     result: dict, run_dir: Path, classifier_dir: Path, out_dir: Path, tmp_path: Path
 ) -> None:
     again = evaluate(run_dir, classifier_path=classifier_dir, out_dir=tmp_path, **SMALL)
-    assert again == result
+    assert {**again, "seconds": 0} == {**result, "seconds": 0}
     for name in (evaluate_module.RECONSTRUCTIONS_FILE, evaluate_module.SAMPLES_FILE):
         assert (tmp_path / name).read_bytes() == (out_dir / name).read_bytes()
 
@@ -96,9 +106,35 @@ def test_other_seed_changes_the_noise(run_dir: Path, classifier_dir: Path, resul
 
 def test_format_report(result: dict) -> None:
     text = format_report(result)
-    assert "classifier-feature FID" in text and "linear probe on E(x)" in text
+    assert "classifier-feature FID" in text and "BN+CReLU(trunk)" in text
     assert f"{result['generation']['fid']:.3f}" in text
     assert f"{result['encoder']['pixel_probe_accuracy']:.4f}" in text
+    assert f"{result['encoder']['probes']['trunk']['knn5']:.4f}" in text
+
+
+def test_without_the_dataset_only_generation_is_measured_and_the_fix_is_named(
+    run_dir: Path, classifier_dir: Path, tmp_path: Path
+) -> None:
+    """A Fashion-MNIST checkpoint on a machine without Debian's dataset: label accuracy only,
+    against the classifier's recorded test accuracy, and the result says what to install."""
+    run, clf = tmp_path / "run", tmp_path / "classifier"
+    for source, target in ((run_dir, run), (classifier_dir, clf)):
+        target.mkdir()
+        for f in source.iterdir():
+            if f.is_file():
+                (target / f.name).write_bytes(f.read_bytes())
+    doc = json.loads((run / "checkpoint.json").read_text())
+    doc["train"] |= {"dataset": "fashion_mnist", "data_dir": str(tmp_path / "absent")}
+    (run / "checkpoint.json").write_text(json.dumps(doc))
+    doc = json.loads((clf / "classifier.json").read_text())
+    (clf / "classifier.json").write_text(json.dumps({**doc, "dataset": "fashion_mnist"}))
+    result = evaluate(run, classifier_path=clf, out_dir=tmp_path / "out", **SMALL)
+    assert "apt-get install dataset-fashion-mnist" in result["missing"]
+    assert result["encoder"] is None and "fid" not in result["generation"]
+    assert 0.0 <= result["generation"]["label_accuracy"] <= 1.0
+    assert result["generation"]["real_label_accuracy"] == doc["test_accuracy"]
+    assert set(result["files"]) == {"evaluation", "samples"}
+    assert "apt-get install dataset-fashion-mnist" in format_report(result)
 
 
 def test_errors(run_dir: Path, classifier_dir: Path, tmp_path: Path) -> None:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from bigbigan.errors import BigBiGANError
 from bigbigan.quality.metrics import (
+    bn_crelu,
+    fit_logistic,
     frechet_distance,
     frechet_distance_from_stats,
+    knn_accuracy,
     label_accuracy,
-    linear_probe,
+    logistic_probe,
     mean_abs_error,
+    standardise,
 )
 
 
@@ -82,7 +87,7 @@ def test_label_accuracy_rejects_length_mismatch() -> None:
         label_accuracy(np.zeros(3), np.zeros(2))
 
 
-# --- linear probe ----------------------------------------------------------------------------
+# --- logistic probe and k-NN ----------------------------------------------------------------
 
 
 def test_probe_on_separable_data_is_perfect() -> None:
@@ -90,26 +95,75 @@ def test_probe_on_separable_data_is_perfect() -> None:
     centres = rng.standard_normal((3, 10)) * 10
     y = rng.integers(0, 3, 600)
     x = centres[y] + rng.standard_normal((600, 10))
-    acc = linear_probe(x[:400], y[:400], x[400:], y[400:], seed=0)
-    assert acc == pytest.approx(1.0, abs=0.01)
+    result = logistic_probe(x[:400], y[:400], x[400:], y[400:], seed=0)
+    assert result["accuracy"] == pytest.approx(1.0, abs=0.01)
+    assert result["converged"]
+    assert knn_accuracy(x[:400], y[:400], x[400:], y[400:]) == {1: 1.0, 5: 1.0}
 
 
 def test_probe_on_random_labels_is_chance() -> None:
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((2000, 10)), rng.integers(0, 4, 2000)
-    acc = linear_probe(x[:1000], y[:1000], x[1000:], y[1000:], seed=0)
-    assert abs(acc - 0.25) < 0.06
+    result = logistic_probe(x[:1000], y[:1000], x[1000:], y[1000:], seed=0)
+    assert abs(result["accuracy"] - 0.25) < 0.06
+    for acc in knn_accuracy(x[:1000], y[:1000], x[1000:], y[1000:]).values():
+        assert abs(acc - 0.25) < 0.06
+
+
+def test_probe_matches_scikit_learn_on_digits() -> None:
+    """Same objective as scikit-learn's multinomial LogisticRegression (C = 1 / (l2 * n)), so a
+    converged fit gives its test predictions; the chosen L2 beats the weakest on held-out data."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_digits(return_X_y=True)
+    xtr, ytr, xte, yte = x[:1200], y[:1200], x[1200:], y[1200:]
+    (str_, ste) = standardise(xtr.astype(np.float32), xte.astype(np.float32))
+    l2 = 1e-2
+    fit = fit_logistic(torch.from_numpy(str_), torch.from_numpy(ytr), 10, l2)
+    assert fit.converged
+    ours = (torch.from_numpy(ste) @ fit.weight + fit.bias).argmax(1).numpy()
+    reference = LogisticRegression(C=1 / (l2 * len(xtr)), tol=1e-8, max_iter=5000)
+    theirs = reference.fit(str_, ytr).predict(ste)
+    assert np.mean(ours == theirs) > 0.995
+    result = logistic_probe(xtr, ytr, xte, yte, seed=0)
+    assert result["accuracy"] > 0.9 and result["converged"]
+    held = result["holdout_accuracy"]
+    assert held[f"{result['l2']:g}"] == max(held.values())
+    knn = knn_accuracy(xtr, ytr, xte, yte)
+    assert knn[1] > 0.85 and knn[5] > 0.85
+
+
+def test_knn_votes_and_ties_go_to_the_nearer_neighbours() -> None:
+    train = np.array([[0.0], [1.0], [1.1], [5.0], [5.1], [5.2]])
+    labels = np.array([0, 1, 1, 2, 2, 2])
+    test = np.array([[0.2], [4.9]])
+    assert knn_accuracy(train, labels, test, np.array([0, 2]), ks=(1, 5)) == {1: 1.0, 5: 0.5}
+    # k = 5 at 0.2: one vote for 0, two for 1 (at 0.8, 0.9) and two for 2 (farther): 1 wins
+    assert knn_accuracy(train, labels, test[:1], np.array([1]), ks=(5,)) == {5: 1.0}
+    # k = 2 at 0.45: neighbours 0.0 (class 0) then 1.0 (class 1), a tie won by the nearer
+    assert knn_accuracy(train, labels, np.array([[0.45]]), np.array([0]), ks=(2,)) == {2: 1.0}
+    assert knn_accuracy(train, labels, np.array([[0.55]]), np.array([1]), ks=(2,)) == {2: 1.0}
+
+
+def test_bn_crelu_doubles_width_and_splits_signs() -> None:
+    train = np.array([[1.0, 0.0], [3.0, 2.0]], np.float32)
+    out_train, out_test = bn_crelu(train, np.array([[2.0, 4.0]], np.float32))
+    np.testing.assert_allclose(out_train, [[0, 0, 1, 1], [1, 1, 0, 0]])
+    np.testing.assert_allclose(out_test, [[0, 3, 0, 0]])
 
 
 def test_probe_is_deterministic_and_checks_shapes() -> None:
     rng = np.random.default_rng(2)
     x, y = rng.standard_normal((200, 5)), rng.integers(0, 2, 200)
-    first = linear_probe(x[:100], y[:100], x[100:], y[100:], seed=3)
-    assert first == linear_probe(x[:100], y[:100], x[100:], y[100:], seed=3)
+    first = logistic_probe(x[:100], y[:100], x[100:], y[100:], seed=3)
+    assert first == logistic_probe(x[:100], y[:100], x[100:], y[100:], seed=3)
     with pytest.raises(BigBiGANError, match="feature sizes differ"):
-        linear_probe(x[:100], y[:100], x[100:, :4], y[100:], seed=0)
+        logistic_probe(x[:100], y[:100], x[100:, :4], y[100:], seed=0)
     with pytest.raises(BigBiGANError, match="fewer than 2 classes"):
-        linear_probe(x[:100], np.zeros(100), x[100:], y[100:], seed=0)
+        logistic_probe(x[:100], np.zeros(100), x[100:], y[100:], seed=0)
+    with pytest.raises(BigBiGANError, match="k-NN: k"):
+        knn_accuracy(x[:100], y[:100], x[100:], y[100:], ks=(101,))
 
 
 # --- mean absolute error ---------------------------------------------------------------------

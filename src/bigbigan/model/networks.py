@@ -97,7 +97,11 @@ class Encoder(nn.Module):
         return x.mean(dim=(2, 3))  # (B, 4w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.head(self.features(x))  # (B, z_dim) or, stochastic, (B, 2 z_dim)
+        return self.latent(self.features(x))
+
+    def latent(self, features: torch.Tensor) -> torch.Tensor:
+        """z from the pooled trunk features: the head's output, or mu (eval) / a sample."""
+        h = self.head(features)  # (B, z_dim) or, stochastic, (B, 2 z_dim)
         if not self.stochastic:
             return h
         mu, sigma = h.chunk(2, dim=1)

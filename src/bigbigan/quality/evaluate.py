@@ -5,16 +5,23 @@ For the checkpoint's dataset, with the evaluation classifier (`bigbigan.quality.
   its accuracy on the real test images; the Fréchet distance between classifier features of n
   generated images and of the real test set, next to its floor (a real-train subset of the same
   size against the real test set);
-- encoder: a linear probe on E(x) (trained on a real-train subset, tested on the real test set),
-  next to the same probe on raw pixels; the mean absolute error of reconstructions G(E(x), y) of
-  real test images and the classifier's label accuracy on them.
+- encoder: the paper's linear evaluation (docs/quality.md) -- a multinomial logistic regression
+  fitted by L-BFGS to convergence on the whole training split, L2 chosen on a held-out part of
+  it, standardised features, scored on the test split -- with 1-NN and 5-NN beside it, on raw
+  pixels, on E's z (mu for a stochastic encoder), on E's pooled trunk features and on BN+CReLU
+  of those; the mean absolute error of reconstructions G(E(x), y) of real test images and the
+  classifier's label accuracy on them. An EMA generator/encoder, if the model keeps one, is the
+  one evaluated.
 
+Without the dataset's files only the label accuracy of generated images is measured (against
+the classifier's recorded test accuracy), and the result names what to install.
 Every random choice (noise, subsets) comes from the seed: the same call gives the same numbers.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +34,14 @@ from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, write_text
 from bigbigan.images import save_grid, save_labelled_rows
 from bigbigan.quality import classifier as classifier_module
-from bigbigan.quality.metrics import frechet_distance, label_accuracy, linear_probe, mean_abs_error
+from bigbigan.quality.metrics import (
+    bn_crelu,
+    frechet_distance,
+    knn_accuracy,
+    label_accuracy,
+    logistic_probe,
+    mean_abs_error,
+)
 from bigbigan.shipped import MODELS_DIR
 from bigbigan.training.checkpoint import load_model
 from bigbigan.training.data import load_dataset
@@ -37,7 +51,15 @@ EVALUATION_FILE = "evaluation.json"
 EVALUATION_FORMAT = "bigbigan-evaluation"
 RECONSTRUCTIONS_FILE = "reconstructions.png"
 SAMPLES_FILE = "samples.png"
-PROBE_TRAIN = 10_000  # real training images the linear probes are fitted on
+# Where a dataset's files come from when they are missing (named in the result).
+INSTALL_HINTS = {"fashion_mnist": "apt-get install dataset-fashion-mnist"}
+# The probes' inputs, in report order: key -> what the report calls it.
+PROBE_FEATURES = {
+    "pixels": "raw pixels",
+    "z": "E's z (mu)",
+    "trunk": "E's pooled trunk",
+    "trunk_bn_crelu": "BN+CReLU(trunk)",
+}
 GRID_IMAGES = 10
 SAMPLE_GRID = 100
 
@@ -90,6 +112,41 @@ def _first_of_each_class(labels: torch.Tensor, count: int) -> np.ndarray:
     return np.concatenate([firsts, rest])[:count].astype(np.int64)
 
 
+def _load_real(
+    dataset: str, data_dir: str | None
+) -> tuple[tuple[torch.Tensor, ...] | None, str | None]:
+    """(train_x, train_y, test_x, test_y), or None and why not (naming what to install)."""
+    try:
+        train_x, train_y = load_dataset(dataset, "train", data_dir)
+        test_x, test_y = load_dataset(dataset, "test", data_dir)
+    except BigBiGANError as e:
+        hint = INSTALL_HINTS.get(dataset)
+        fix = f"`{hint}` or pass --data-dir" if hint else "pass --data-dir"
+        return None, f"{e}; metrics that need real {dataset} images skipped ({fix})"
+    return (train_x, train_y, test_x, test_y), None
+
+
+def probe_suite(
+    train_feats: np.ndarray,
+    train_y: np.ndarray,
+    test_feats: np.ndarray,
+    test_y: np.ndarray,
+    seed: int,
+) -> dict[str, Any]:
+    """The logistic probe and k-NN (k = 1, 5) on one kind of features."""
+    logistic = logistic_probe(train_feats, train_y, test_feats, test_y, seed=seed)
+    knn = knn_accuracy(train_feats, train_y, test_feats, test_y)
+    return {
+        "dim": int(train_feats.shape[1]),
+        "logistic": logistic["accuracy"],
+        **{f"knn{k}": acc for k, acc in knn.items()},
+        "l2": logistic["l2"],
+        "holdout_accuracy": logistic["holdout_accuracy"],
+        "iterations": logistic["iterations"],
+        "converged": logistic["converged"],
+    }
+
+
 def evaluate(
     checkpoint_path: str | Path,
     *,
@@ -100,16 +157,18 @@ def evaluate(
     out_dir: str | Path | None = None,
     device: str = "cpu",
     batch_size: int = 500,
-    probe_train: int = PROBE_TRAIN,
+    probe_train: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on its dataset; see the module docstring. Returns nested sections
     ("generation", "encoder") plus what was evaluated; writes `evaluation.json` and PNG grids
-    to `out_dir` when given."""
+    to `out_dir` when given. `probe_train` fits the probes on a seeded subset of the training
+    split (tests); by default they use all of it."""
+    started = time.perf_counter()
     if n < 2:
         raise BigBiGANError(f"--n {n}: expected at least 2 (a covariance needs two samples)")
     if batch_size <= 0:
         raise BigBiGANError(f"--batch-size {batch_size}: expected a positive integer")
-    if probe_train < 2:
+    if probe_train is not None and probe_train < 2:
         raise BigBiGANError(f"probe_train {probe_train}: expected at least 2")
     model, ckpt = load_model(checkpoint_path, device)
     dataset = ckpt.dataset
@@ -131,21 +190,18 @@ def evaluate(
         )
     if data_dir is None and ckpt.train is not None:
         data_dir = ckpt.train.data_dir
-    train_x, train_y = load_dataset(dataset, "train", data_dir)
-    test_x, test_y = load_dataset(dataset, "test", data_dir)
+    real, missing = _load_real(dataset, data_dir)
 
     def classify(images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         return classifier_module.predict_batched(clf, images, batch_size, device)
 
     def generate(z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        return _batched(model.G, [z, y], batch_size, device)
+        return _batched(model.generator, [z, y], batch_size, device)
 
-    def encode(x: torch.Tensor) -> torch.Tensor:
-        return _batched(model.E, [x], batch_size, device)
-
-    # Real test images: the reference for every number below.
-    test_logits, test_feats = classify(test_x)
-    real_accuracy = label_accuracy(test_logits, test_y.numpy())
+    def encode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z, pooled trunk features) of real images; z is mu for a stochastic encoder."""
+        trunk = _batched(model.encoder.features, [x], batch_size, device)
+        return _batched(model.encoder.latent, [trunk], batch_size, device), trunk
 
     # Generation: n images from seeded noise, every class equally often.
     z = torch.from_numpy(truncated_normal(np.random.default_rng(seed), (n, cfg.z_dim)))
@@ -161,78 +217,98 @@ def evaluate(
         gen_logits.append(logits)
         gen_feats.append(feats)
     gen_logits_np, gen_feats_np = np.concatenate(gen_logits), np.concatenate(gen_feats)
-    floor_idx = _subset(seed, _STREAM_FLOOR, len(train_x), min(n, len(test_x)))
-    _, floor_feats = classify(train_x[floor_idx])
-    generation = {
-        "n": n,
-        "label_accuracy": (
-            label_accuracy(gen_logits_np, y_gen.numpy()) if cfg.conditional else None
-        ),
-        "real_label_accuracy": real_accuracy,
-        "fid": frechet_distance(gen_feats_np, test_feats),
-        "fid_floor": frechet_distance(floor_feats, test_feats),
-        "fid_floor_n": len(floor_idx),
-        "fid_reference_n": len(test_x),
-    }
+    label_acc = label_accuracy(gen_logits_np, y_gen.numpy()) if cfg.conditional else None
+    real_accuracy = clf_info.test_accuracy
+    generation: dict[str, Any] = {"n": n, "label_accuracy": label_acc}
+    encoder: dict[str, Any] = {}
+    if real is not None:
+        train_x, train_y, test_x, test_y = real
+        # Real test images: the reference for every number below.
+        test_logits, test_feats = classify(test_x)
+        real_accuracy = label_accuracy(test_logits, test_y.numpy())
+        floor_idx = _subset(seed, _STREAM_FLOOR, len(train_x), min(n, len(test_x)))
+        _, floor_feats = classify(train_x[floor_idx])
+        generation |= {
+            "fid": frechet_distance(gen_feats_np, test_feats),
+            "fid_floor": frechet_distance(floor_feats, test_feats),
+            "fid_floor_n": len(floor_idx),
+            "fid_reference_n": len(test_x),
+        }
 
-    # Encoder: linear probes on E(x) and on pixels; reconstructions of real test images.
-    probe_idx = _subset(seed, _STREAM_PROBE, len(train_x), probe_train)
-    probe_x, probe_y = train_x[probe_idx], train_y[probe_idx].numpy()
-    z_test = encode(test_x)
-    probe = linear_probe(
-        encode(probe_x).numpy(), probe_y, z_test.numpy(), test_y.numpy(), seed=seed
-    )
-    pixel_probe = linear_probe(
-        probe_x.flatten(1).numpy(), probe_y, test_x.flatten(1).numpy(), test_y.numpy(), seed=seed
-    )
-    recon_idx = _subset(seed, _STREAM_RECON, len(test_x), n)
-    recon_y = test_y[recon_idx]
-    recon = generate(z_test[recon_idx], recon_y if cfg.conditional else None)
-    recon_logits, _ = classify(recon)
-    encoder = {
-        "probe_accuracy": probe,
-        "pixel_probe_accuracy": pixel_probe,
-        "probe_train": len(probe_idx),
-        "probe_test": len(test_x),
-        "reconstruction_n": len(recon_idx),
-        "reconstruction_mae": mean_abs_error(recon.numpy(), test_x[recon_idx].numpy()),
-        "reconstruction_label_accuracy": label_accuracy(recon_logits, recon_y.numpy()),
-        "real_label_accuracy": real_accuracy,
-    }
+        # Encoder: probes on pixels and E's features; reconstructions of real test images.
+        if probe_train is not None:
+            probe_idx = _subset(seed, _STREAM_PROBE, len(train_x), probe_train)
+            train_x, train_y = train_x[probe_idx], train_y[probe_idx]
+        z_train, trunk_train = encode(train_x)
+        z_test, trunk_test = encode(test_x)
+        features = {
+            "pixels": (train_x.flatten(1).numpy(), test_x.flatten(1).numpy()),
+            "z": (z_train.numpy(), z_test.numpy()),
+            "trunk": (trunk_train.numpy(), trunk_test.numpy()),
+            "trunk_bn_crelu": tuple(bn_crelu(trunk_train.numpy(), trunk_test.numpy())),
+        }
+        probes = {
+            name: probe_suite(tr, train_y.numpy(), te, test_y.numpy(), seed)
+            for name, (tr, te) in features.items()
+        }
+        recon_idx = _subset(seed, _STREAM_RECON, len(test_x), n)
+        recon_y = test_y[recon_idx]
+        recon = generate(z_test[recon_idx], recon_y if cfg.conditional else None)
+        recon_logits, _ = classify(recon)
+        encoder = {
+            "probe_accuracy": probes["z"]["logistic"],
+            "pixel_probe_accuracy": probes["pixels"]["logistic"],
+            "best_feature_probe": max(
+                (p["logistic"], name) for name, p in probes.items() if name != "pixels"
+            )[1],
+            "probes": probes,
+            "probe_train": len(train_x),
+            "probe_test": len(test_x),
+            "reconstruction_n": len(recon_idx),
+            "reconstruction_mae": mean_abs_error(recon.numpy(), test_x[recon_idx].numpy()),
+            "reconstruction_label_accuracy": label_accuracy(recon_logits, recon_y.numpy()),
+        }
+    generation["real_label_accuracy"] = real_accuracy
+    if encoder:
+        encoder["real_label_accuracy"] = real_accuracy
 
     body: dict[str, Any] = {
         "checkpoint": str(ckpt.directory),
         "step": ckpt.step,
         "dataset": dataset,
         "conditional": cfg.conditional,
+        "ema": cfg.ema,
         "seed": seed,
+        "missing": missing,
         "classifier": {
             "path": str(cls_path),
             "test_accuracy": real_accuracy,
             "feature_dim": clf_info.config.feature_dim,
         },
         "generation": generation,
-        "encoder": encoder,
+        "encoder": encoder or None,
     }
     result = document(EVALUATION_FORMAT, body)
     if out_dir is not None:
         out = ensure_dir(out_dir)
-        grid_idx = _first_of_each_class(test_y, min(GRID_IMAGES, len(test_x)))
-        grid_y = test_y[grid_idx]
-        grid_recon = generate(z_test[grid_idx], grid_y if cfg.conditional else None)
-        save_labelled_rows(
-            [test_x[grid_idx].numpy(), grid_recon.numpy()],
-            ["real", "reconstruction"],
-            out / RECONSTRUCTIONS_FILE,
-        )
+        files = {"evaluation": EVALUATION_FILE, "samples": SAMPLES_FILE}
+        if real is not None:
+            test_x, test_y = real[2], real[3]
+            grid_idx = _first_of_each_class(test_y, min(GRID_IMAGES, len(test_x)))
+            grid_y = test_y[grid_idx]
+            grid_recon = generate(z_test[grid_idx], grid_y if cfg.conditional else None)
+            save_labelled_rows(
+                [test_x[grid_idx].numpy(), grid_recon.numpy()],
+                ["real", "reconstruction"],
+                out / RECONSTRUCTIONS_FILE,
+            )
+            files["reconstructions"] = RECONSTRUCTIONS_FILE
         assert first_samples is not None
         save_grid(first_samples, out / SAMPLES_FILE, ncol=min(cfg.num_classes, SAMPLE_GRID))
-        result["files"] = {
-            "evaluation": EVALUATION_FILE,
-            "reconstructions": RECONSTRUCTIONS_FILE,
-            "samples": SAMPLES_FILE,
-        }
-        write_text(out / EVALUATION_FILE, json.dumps(result, indent=2) + "\n")  # header in it
+        result["files"] = files
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    if out_dir is not None:
+        write_text(Path(out_dir) / EVALUATION_FILE, json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -253,35 +329,50 @@ def format_report(result: dict[str, Any]) -> str:
             "classifier on real test images"
             + ("" if result["conditional"] else " (unconditional: no labels)"),
         ),
-        (
-            "",
-            "classifier-feature FID",
-            _fmt(gen["fid"], 3),
-            _fmt(gen["fid_floor"], 3),
-            f"floor: {gen['fid_floor_n']} real train vs {gen['fid_reference_n']} real test",
-        ),
-        (
-            "encoder",
-            "linear probe on E(x)",
-            _fmt(enc["probe_accuracy"]),
-            _fmt(enc["pixel_probe_accuracy"]),
-            f"same probe on raw pixels (train {enc['probe_train']}, test {enc['probe_test']})",
-        ),
-        (
-            "",
-            "reconstruction MAE |x - G(E(x))|",
-            _fmt(enc["reconstruction_mae"]),
-            "",
-            f"{enc['reconstruction_n']} real test images, pixels in [0, 1]",
-        ),
-        (
-            "",
-            "label accuracy of G(E(x), y)",
-            _fmt(enc["reconstruction_label_accuracy"]),
-            _fmt(enc["real_label_accuracy"]),
-            "classifier on real test images",
-        ),
     ]
+    if "fid" in gen:
+        rows.append(
+            (
+                "",
+                "classifier-feature FID",
+                _fmt(gen["fid"], 3),
+                _fmt(gen["fid_floor"], 3),
+                f"floor: {gen['fid_floor_n']} real train vs {gen['fid_reference_n']} real test",
+            )
+        )
+    if enc is not None:
+        pixels = enc["probes"]["pixels"]
+
+        def triple(p: dict[str, Any]) -> str:
+            return f"{p['logistic']:.4f} / {p['knn1']:.4f} / {p['knn5']:.4f}"
+
+        for i, (name, label) in enumerate(PROBE_FEATURES.items()):
+            probe = enc["probes"][name]
+            rows.append(
+                (
+                    "encoder" if i == 0 else "",
+                    f"{label} ({probe['dim']}-d): logistic / 1-NN / 5-NN",
+                    triple(probe),
+                    "" if name == "pixels" else triple(pixels),
+                    f"L2 {probe['l2']:g}" + ("" if probe["converged"] else ", NOT converged"),
+                )
+            )
+        rows += [
+            (
+                "",
+                "reconstruction MAE |x - G(E(x))|",
+                _fmt(enc["reconstruction_mae"]),
+                "",
+                f"{enc['reconstruction_n']} real test images, pixels in [0, 1]",
+            ),
+            (
+                "",
+                "label accuracy of G(E(x), y)",
+                _fmt(enc["reconstruction_label_accuracy"]),
+                _fmt(enc["real_label_accuracy"]),
+                "classifier on real test images",
+            ),
+        ]
     header = ("", "metric", "model", "reference", "")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
 
@@ -291,14 +382,23 @@ def format_report(result: dict[str, Any]) -> str:
         return "  ".join(cells).rstrip()
 
     lines = [
-        f"{result['checkpoint']} (step {result['step']}): {result['dataset']}, {kind}, "
-        f"n={gen['n']}, seed {result['seed']}",
-        f"classifier {clf['path']} (test accuracy {clf['test_accuracy']:.4f}, "
+        f"{result['checkpoint']} (step {result['step']}): {result['dataset']}, {kind}"
+        f"{', EMA weights' if result['ema'] else ''}, n={gen['n']}, seed {result['seed']}",
+        f"classifier {clf['path']} (test accuracy {_fmt(clf['test_accuracy'])}, "
         f"{clf['feature_dim']}-d features)",
         "",
         line(header),
         *[line(r) for r in rows],
     ]
+    if enc is not None:
+        lines += [
+            "",
+            f"probes: fitted on {enc['probe_train']} training images (L2 chosen on a held-out "
+            f"sixth), scored on {enc['probe_test']} test images; reference: raw pixels",
+        ]
+    if result["missing"]:
+        lines += ["", result["missing"]]
     if "files" in result:
         lines += ["", "wrote " + ", ".join(result["files"].values())]
+    lines.append(f"took {result['seconds']:.0f} s")
     return "\n".join(lines)
