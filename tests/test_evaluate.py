@@ -176,3 +176,15 @@ def test_cli_names_the_checkpoint_flag(tmp_path: Path, capsys: pytest.CaptureFix
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert f"--checkpoint {tmp_path}: no checkpoint.json found" in err
+
+
+def test_ema_copies_are_evaluated_unless_live_weights(classifier_dir: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(dataset="digits", batch_size=16, steps=2)
+    model_cfg = model_config_for("digits", ch=8, ema=True, stochastic_encoder=True)
+    run = train(cfg, model_cfg, tmp_path / "run", progress=False)
+    small = {**SMALL, "n": 20, "probe_train": 100}
+    ema = evaluate(run, classifier_path=classifier_dir, **small)
+    live = evaluate(run, classifier_path=classifier_dir, live_weights=True, **small)
+    assert ema["ema"] is True and live["ema"] is False
+    assert ema["generation"]["fid"] != live["generation"]["fid"]
+    assert "EMA weights" in format_report(ema) and "EMA weights" not in format_report(live)

@@ -23,6 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     groups.device(p)
     groups.batch(p, 500, "images per forward pass", old="--batch-size")
     groups.json_flag(p, "print the result as JSON")
+    p.add_argument("--live-weights", action="store_true", help="not the EMA copies of G and E")
     return p
 
 
@@ -42,5 +43,6 @@ def run(args: argparse.Namespace) -> None:
         out_dir=args.out,
         device=args.device,
         batch_size=args.batch,
+        live_weights=args.live_weights,
     )
     print(json.dumps(result, indent=2) if args.json else format_report(result))

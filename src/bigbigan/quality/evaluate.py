@@ -158,11 +158,13 @@ def evaluate(
     device: str = "cpu",
     batch_size: int = 500,
     probe_train: int | None = None,
+    live_weights: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on its dataset; see the module docstring. Returns nested sections
     ("generation", "encoder") plus what was evaluated; writes `evaluation.json` and PNG grids
     to `out_dir` when given. `probe_train` fits the probes on a seeded subset of the training
-    split (tests); by default they use all of it."""
+    split (tests); by default they use all of it. `live_weights` evaluates the trained G and E
+    of a checkpoint that also keeps EMA copies (which are evaluated by default)."""
     started = time.perf_counter()
     if n < 2:
         raise BigBiGANError(f"--n {n}: expected at least 2 (a covariance needs two samples)")
@@ -191,17 +193,21 @@ def evaluate(
     if data_dir is None and ckpt.train is not None:
         data_dir = ckpt.train.data_dir
     real, missing = _load_real(dataset, data_dir)
+    generator, encoder_net = (
+        (model.G, model.E) if live_weights else (model.generator, model.encoder)
+    )
+    ema = cfg.ema and not live_weights
 
     def classify(images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         return classifier_module.predict_batched(clf, images, batch_size, device)
 
     def generate(z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        return _batched(model.generator, [z, y], batch_size, device)
+        return _batched(generator, [z, y], batch_size, device)
 
     def encode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(z, pooled trunk features) of real images; z is mu for a stochastic encoder."""
-        trunk = _batched(model.encoder.features, [x], batch_size, device)
-        return _batched(model.encoder.latent, [trunk], batch_size, device), trunk
+        trunk = _batched(encoder_net.features, [x], batch_size, device)
+        return _batched(encoder_net.latent, [trunk], batch_size, device), trunk
 
     # Generation: n images from seeded noise, every class equally often.
     z = torch.from_numpy(truncated_normal(np.random.default_rng(seed), (n, cfg.z_dim)))
@@ -277,7 +283,7 @@ def evaluate(
         "step": ckpt.step,
         "dataset": dataset,
         "conditional": cfg.conditional,
-        "ema": cfg.ema,
+        "ema": ema,
         "seed": seed,
         "missing": missing,
         "classifier": {
