@@ -19,6 +19,14 @@ from bigbigan.training.loop import model_config_for, train
 SMALL = {"n": 30, "seed": 3, "batch_size": 16, "probe_train": 200}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory: pytest.TempPathFactory):
+    """The pixel-probe cache in a temporary directory, never the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BIGBIGAN_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.set_num_threads(1)
@@ -91,7 +99,15 @@ def test_deterministic(
     result: dict, run_dir: Path, classifier_dir: Path, out_dir: Path, tmp_path: Path
 ) -> None:
     again = evaluate(run_dir, classifier_path=classifier_dir, out_dir=tmp_path, **SMALL)
-    assert {**again, "seconds": 0} == {**result, "seconds": 0}
+    assert result["encoder"]["pixel_probes_cached"] is False  # the first evaluation fitted them
+    assert again["encoder"]["pixel_probes_cached"] is True  # the same pixels: reused
+
+    def timeless(r: dict) -> dict:
+        return {**r, "seconds": 0, "encoder": {**r["encoder"], "pixel_probes_cached": None}}
+
+    assert timeless(again) == timeless(result)
+    fresh = evaluate(run_dir, classifier_path=classifier_dir, cache_dir=None, **SMALL)
+    assert fresh["encoder"]["probes"] == result["encoder"]["probes"]  # the cache changes nothing
     for name in (evaluate_module.RECONSTRUCTIONS_FILE, evaluate_module.SAMPLES_FILE):
         assert (tmp_path / name).read_bytes() == (out_dir / name).read_bytes()
 

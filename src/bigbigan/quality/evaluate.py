@@ -20,7 +20,10 @@ Every random choice (noise, subsets) comes from the seed: the same call gives th
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +37,7 @@ from bigbigan.errors import BigBiGANError
 from bigbigan.fsutil import ensure_dir, write_text
 from bigbigan.images import save_grid, save_labelled_rows
 from bigbigan.quality import classifier as classifier_module
+from bigbigan.quality.metrics import PROTOCOL as PROBE_PROTOCOL
 from bigbigan.quality.metrics import (
     bn_crelu,
     frechet_distance,
@@ -126,6 +130,40 @@ def _load_real(
     return (train_x, train_y, test_x, test_y), None
 
 
+def default_cache_dir() -> Path:
+    """Where model-independent results (the pixel probes) are kept: $BIGBIGAN_CACHE, else
+    ~/.cache/bigbigan."""
+    return Path(os.environ.get("BIGBIGAN_CACHE", Path.home() / ".cache" / "bigbigan"))
+
+
+def cached_probe_suite(
+    train_feats: np.ndarray,
+    train_y: np.ndarray,
+    test_feats: np.ndarray,
+    test_y: np.ndarray,
+    seed: int,
+    cache_dir: Path | None,
+) -> tuple[dict[str, Any], bool]:
+    """`probe_suite`, kept in `cache_dir` under a sha256 of the arrays, the seed and the probe
+    protocol, so that a result is reused only for the same inputs; (result, whether it was
+    cached). The raw-pixel probes depend on no model and are most of evaluate's time."""
+    if cache_dir is None:
+        return probe_suite(train_feats, train_y, test_feats, test_y, seed), False
+    key = hashlib.sha256(json.dumps({"seed": seed, "protocol": PROBE_PROTOCOL}).encode())
+    for array in (train_feats, train_y, test_feats, test_y):
+        key.update(str((array.dtype.str, array.shape)).encode())
+        key.update(np.ascontiguousarray(array).tobytes())
+    path = cache_dir / f"probe_{key.hexdigest()}.json"
+    try:
+        return json.loads(path.read_text()), True
+    except (OSError, ValueError):
+        pass
+    result = probe_suite(train_feats, train_y, test_feats, test_y, seed)
+    with contextlib.suppress(OSError, BigBiGANError):  # unwritable: time next run, nothing else
+        write_text(ensure_dir(cache_dir) / path.name, json.dumps(result) + "\n")
+    return result, False
+
+
 def probe_suite(
     train_feats: np.ndarray,
     train_y: np.ndarray,
@@ -159,12 +197,14 @@ def evaluate(
     batch_size: int = 500,
     probe_train: int | None = None,
     live_weights: bool = False,
+    cache_dir: str | Path | None = "default",
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on its dataset; see the module docstring. Returns nested sections
     ("generation", "encoder") plus what was evaluated; writes `evaluation.json` and PNG grids
     to `out_dir` when given. `probe_train` fits the probes on a seeded subset of the training
     split (tests); by default they use all of it. `live_weights` evaluates the trained G and E
-    of a checkpoint that also keeps EMA copies (which are evaluated by default)."""
+    of a checkpoint that also keeps EMA copies (which are evaluated by default). The pixel
+    probes are cached in `cache_dir` (default: `default_cache_dir()`; None: not cached)."""
     started = time.perf_counter()
     if n < 2:
         raise BigBiGANError(f"--n {n}: expected at least 2 (a covariance needs two samples)")
@@ -253,7 +293,17 @@ def evaluate(
             "trunk": (trunk_train.numpy(), trunk_test.numpy()),
             "trunk_bn_crelu": tuple(bn_crelu(trunk_train.numpy(), trunk_test.numpy())),
         }
-        probes = {
+        pixels_tr, pixels_te = features.pop("pixels")
+        cache = default_cache_dir() if cache_dir == "default" else cache_dir
+        pixel_probe, pixels_cached = cached_probe_suite(
+            pixels_tr,
+            train_y.numpy(),
+            pixels_te,
+            test_y.numpy(),
+            seed,
+            None if cache is None else Path(cache),
+        )
+        probes = {"pixels": pixel_probe} | {
             name: probe_suite(tr, train_y.numpy(), te, test_y.numpy(), seed)
             for name, (tr, te) in features.items()
         }
@@ -268,6 +318,7 @@ def evaluate(
                 (p["logistic"], name) for name, p in probes.items() if name != "pixels"
             )[1],
             "probes": probes,
+            "pixel_probes_cached": pixels_cached,
             "probe_train": len(train_x),
             "probe_test": len(test_x),
             "reconstruction_n": len(recon_idx),

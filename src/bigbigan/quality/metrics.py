@@ -99,6 +99,17 @@ def label_accuracy(logits_or_preds: ArrayLike, labels: ArrayLike) -> float:
 L2_GRID = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
 HOLDOUT_FRACTION = 1 / 6  # of the training split: 10,000 of Fashion-MNIST's 60,000
 KNN_KS = (1, 5)
+MAX_ITER = 1000  # L-BFGS iterations a fit
+TOLERANCE = 1e-4  # on the largest gradient entry
+# Everything the probes' results depend on besides the data and the seed (cache keys use it).
+PROTOCOL = {
+    "version": 1,
+    "l2_grid": L2_GRID,
+    "holdout": HOLDOUT_FRACTION,
+    "knn": KNN_KS,
+    "max_iter": MAX_ITER,
+    "tolerance": TOLERANCE,
+}
 
 
 def _probe_arrays(
@@ -155,8 +166,8 @@ def fit_logistic(
     num_classes: int,
     l2: float,
     start: LogisticFit | None = None,
-    max_iter: int = 1000,
-    tolerance: float = 1e-4,
+    max_iter: int = MAX_ITER,
+    tolerance: float = TOLERANCE,
 ) -> LogisticFit:
     """Multinomial logistic regression, mean cross-entropy + l2/2 |W|^2 (bias unpenalised),
     by full-batch L-BFGS with a strong-Wolfe line search until the largest gradient entry is
@@ -205,7 +216,7 @@ def logistic_probe(
     seed: int = 0,
     l2_grid: Sequence[float] = L2_GRID,
     holdout: float = HOLDOUT_FRACTION,
-    max_iter: int = 1000,
+    max_iter: int = MAX_ITER,
 ) -> dict[str, Any]:
     """The paper's linear evaluation: a multinomial logistic regression on standardised features
     (statistics of the training split), its L2 strength chosen by accuracy on a held-out
