@@ -133,12 +133,11 @@ def test_without_the_dataset_only_generation_is_measured_and_the_fix_is_named(
 ) -> None:
     """A Fashion-MNIST checkpoint on a machine without Debian's dataset: label accuracy only,
     against the classifier's recorded test accuracy, and the result says what to install."""
+    import shutil
+
     run, clf = tmp_path / "run", tmp_path / "classifier"
-    for source, target in ((run_dir, run), (classifier_dir, clf)):
-        target.mkdir()
-        for f in source.iterdir():
-            if f.is_file():
-                (target / f.name).write_bytes(f.read_bytes())
+    shutil.copytree(run_dir, run)
+    shutil.copytree(classifier_dir, clf)
     doc = json.loads((run / "checkpoint.json").read_text())
     doc["train"] |= {"dataset": "fashion_mnist", "data_dir": str(tmp_path / "absent")}
     (run / "checkpoint.json").write_text(json.dumps(doc))

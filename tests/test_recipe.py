@@ -200,8 +200,9 @@ def test_all_options_train_record_and_resume_exactly(tmp_path, full_run):
     assert not torch.equal(tensors["G_ema.dense.bias"], tensors["G.dense.bias"])  # averaged
     out = run(tmp_path / "r", steps=2, **OPTIONS)
     run(out, steps=4, resume=True, **OPTIONS)
+    resumed, whole = checkpoint.read(out).directory, checkpoint.read(full_run).directory
     for name in (checkpoint.MODEL_FILE, checkpoint.STATE_FILE):
-        assert (out / name).read_bytes() == (full_run / name).read_bytes(), name
+        assert (resumed / name).read_bytes() == (whole / name).read_bytes(), name
 
 
 def test_ema_leaves_the_live_training_unchanged(tmp_path):
