@@ -180,14 +180,18 @@ def test_ema_update_averages_parameters_and_copies_buffers():
 
 
 def test_offline_modules_use_the_ema_copies():
+    torch.manual_seed(0)
     model = BigBiGAN(ModelConfig(ch=8, ema=True)).eval()
+    with torch.no_grad():  # not spectral-normed weights: those are scale-free
+        model.G_ema.bn.bias.add_(0.5)
+        model.E_ema.head[-1].bias.add_(1.0)
+    z, y, x = torch.randn(2, 100), torch.tensor([1, 2]), torch.rand(2, 1, 32, 32)
     with torch.no_grad():
-        model.G_ema.bn.bias.add_(0.5)  # not a spectral-normed weight: those are scale-free
-    z, y = torch.randn(2, 100), torch.tensor([1, 2])
-    with torch.no_grad():
-        offline = offline_module(model)(z, y.int()).permute(0, 3, 1, 2)
-        torch.testing.assert_close(offline, model.G_ema(z, y))
-        assert not torch.equal(offline, model.G(z, y))
+        images = offline_module(model)(z, y.int()).permute(0, 3, 1, 2)
+        torch.testing.assert_close(images, model.G_ema(z, y))
+        latents = offline_module(model, encoder=True)(x.permute(0, 2, 3, 1))
+        torch.testing.assert_close(latents, model.E_ema(x))
+        torch.testing.assert_close(latents, model.E(x) + 1.0)  # the live E, shifted
 
 
 def test_all_options_train_record_and_resume_exactly(tmp_path, full_run):
