@@ -43,7 +43,8 @@ TINY = {
 # Flags added per subcommand (replacing the command's own value when it has one).
 ADDED = {
     "bench": {"--batch-sizes": "1,2", "--backends": "torch,onnxruntime", "--precisions": "fp32"},
-    "evaluate": {"--count": "16"},  # real test images are still all classified (batch 500)
+    # real test images are still all classified (batch 500); the probes fit on 500 images
+    "evaluate": {"--count": "16", "--probe-train": "500"},
     "pipeline": {"--batch": "4", "--loop": "1"},
 }
 # `--epochs N`: train runs `--steps 2` instead; other subcommands (train-classifier) 1 epoch.

@@ -24,6 +24,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     groups.batch(p, 500, "images per forward pass", old="--batch-size")
     groups.json_flag(p, "print the result as JSON")
     p.add_argument("--live-weights", action="store_true", help="not the EMA copies of G and E")
+    p.add_argument(
+        "--probe-train",
+        type=groups.positive,
+        help="fit the probes on a seeded subset of N training images (default: the whole "
+        "training split, the paper's protocol; a subset is quicker and reads lower)",
+    )
     return p
 
 
@@ -44,5 +50,6 @@ def run(args: argparse.Namespace) -> None:
         device=args.device,
         batch_size=args.batch,
         live_weights=args.live_weights,
+        probe_train=args.probe_train,
     )
     print(json.dumps(result, indent=2) if args.json else format_report(result))
