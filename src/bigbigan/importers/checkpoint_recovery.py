@@ -245,9 +245,11 @@ def _expect(what: str, found: int, expected: int) -> None:
         raise NotReference(f"expected {expected} {what} (the reference generator), found {found}")
 
 
-def _spectral(prefix: str, weight: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
-    """State-dict entries of a spectral-normed layer computing exactly `weight` in eval mode."""
-    matrix = weight.reshape(weight.shape[0], -1).astype(np.float64)
+def _spectral(prefix: str, weight: np.ndarray, dim: int = 0) -> Iterator[tuple[str, np.ndarray]]:
+    """State-dict entries of a spectral-normed layer computing exactly `weight` in eval mode;
+    `dim` is the weight dimension the norm's matrix has as rows (1: the output layer in the
+    reference's transposed-convolution layout, ModelConfig.output_sn)."""
+    matrix = np.moveaxis(weight, dim, 0).reshape(weight.shape[dim], -1).astype(np.float64)
     u, s, vt = np.linalg.svd(matrix, full_matrices=False)
     yield f"{prefix}.parametrizations.weight.original", weight
     yield f"{prefix}.parametrizations.weight.0._u", (u[:, 0] / s[0]).astype(np.float32)
@@ -349,7 +351,11 @@ def recover_state(tf: Any, graph_def: Any) -> tuple[Any, dict[str, np.ndarray]]:
         raise NotReference(f"output layer {out_node.name}: expected stride 1, SAME padding")
     # transposed conv [kh, kw, out, in], stride 1: conv with the kernel flipped, in/out swapped
     state.update(
-        _spectral("G.conv_out", np.ascontiguousarray(out_kernel[::-1, ::-1].transpose(2, 3, 0, 1)))
+        _spectral(
+            "G.conv_out",
+            np.ascontiguousarray(out_kernel[::-1, ::-1].transpose(2, 3, 0, 1)),
+            dim=1 if cfg.output_sn == "transposed" else 0,
+        )
     )
     return cfg, state
 
