@@ -71,7 +71,12 @@ def test_sigint_stops_at_a_step_boundary_and_resumes_exactly(tmp_path, monkeypat
 
     def signal_during_step_3(run_state, *args):
         if run_state.step == 2:
-            signal.raise_signal(signal.SIGINT)  # arrives between the D and G/E updates
+            # the handler train installed, called as the interpreter calls it between the D and
+            # G/E updates; a real raise_signal here crashed the interpreter late in a full run
+            # (a segfault after ~600 tests, not reproduced in isolation; under investigation)
+            handler = signal.getsignal(signal.SIGINT)
+            assert callable(handler) and handler is not signal.default_int_handler
+            handler(signal.SIGINT, None)
         return real_step(run_state, *args)
 
     monkeypatch.setattr(train, "train_step", signal_during_step_3)
