@@ -88,6 +88,7 @@ def _files(args: argparse.Namespace, tolerances, statistic: str) -> int:
         summarize_files,
         validate_files,
     )
+    from bigbigan.compare.report import compare_document
 
     files = [args.reference, *args.others]
     names = args.names.split(",") if args.names else default_names(files)
@@ -112,17 +113,15 @@ def _files(args: argparse.Namespace, tolerances, statistic: str) -> int:
         save_error_maps(arrays, results, grid)
     failed = bool(bad_files) or any(r.passed is False for r in results)
     checked = tolerances is not None or args.validate
-    report = {
-        "format": "bigbigan-compare",
-        "version": 1,
-        "reference": files[0],
-        "assumed": assumed,
-        "files": [f.to_json() for f in summaries],
-        "pairs": [r.to_json() for r in results],
-        "validate": bad_files if args.validate else None,
-        "grid": grid,
-        "passed": (not failed) if checked else None,
-    }
+    report = compare_document(
+        files[0],
+        summaries,
+        results,
+        assumed=assumed,
+        bad_files=bad_files if args.validate else None,
+        grid=grid,
+        passed=(not failed) if checked else None,
+    )
     _report(args, report, summaries, results, names, arrays, bad_files, failed if checked else None)
     return 1 if failed else 0
 
@@ -131,7 +130,7 @@ def _report(args, report, summaries, results, names, arrays, bad_files, failed) 
     """The JSON file (--summary), then the JSON line (--json) or the text report (what was
     assumed about sidecar-less files first, getAcc's figures last); `failed` is None when
     nothing was checked (no tolerance, no --validate)."""
-    from bigbigan.compare.files import format_report, getacc_lines
+    from bigbigan.compare.report import format_report, getacc_lines
     from bigbigan.fsutil import write_text
 
     if args.summary:

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 def tolerances(args: argparse.Namespace, layerwise: bool = True):
     """--atol/--rtol/--statistic/--tolerance as one `Tolerances` (--tolerance T is --atol T
     --statistic mean); the layerwise search has its own default tolerances."""
-    from bigbigan.compare.files import parse_tolerances
+    from bigbigan.compare.tolerances import parse_tolerances
 
     if args.tolerance is not None and (args.atol or args.rtol):
         raise UsageError("--tolerance is --atol with --statistic mean; give one")
@@ -68,7 +68,8 @@ def tolerances(args: argparse.Namespace, layerwise: bool = True):
 
 
 def search(args: argparse.Namespace, tolerances) -> int:
-    from bigbigan.compare.layerwise import DEFAULT_MEMORY_MB, format_report, layerwise
+    from bigbigan.compare.layerwise import DEFAULT_MEMORY_MB, layerwise
+    from bigbigan.compare.report import format_layerwise, layerwise_document
     from bigbigan.fsutil import write_text
 
     groups.torch_device(args.device)
@@ -84,7 +85,8 @@ def search(args: argparse.Namespace, tolerances) -> int:
         threads=args.threads,
         progress=None if args.json else lambda text: print(text, file=sys.stderr),
     )
+    document = layerwise_document(report)
     if args.summary:
-        write_text(args.summary, json.dumps(report.to_json(), indent=2) + "\n")
-    print(json.dumps(report.to_json()) if args.json else format_report(report))
+        write_text(args.summary, json.dumps(document, indent=2) + "\n")
+    print(json.dumps(document) if args.json else format_layerwise(report))
     return 0 if report.passed else 1

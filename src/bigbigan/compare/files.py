@@ -5,10 +5,12 @@ In stages, as the CLI and the pipeline both use them:
 - `summarize_files`: per file mean, std, min/max, p90/p99 and NaN/Inf counts;
 - `compare_arrays`: every file against the reference: absolute and relative error statistics,
   PSNR, cosine, a 10-bin error histogram, and a pass/fail on the chosen statistic with global or
-  per-name `atol`/`rtol` (`Tolerances`), plus the smallest tolerance that would have passed;
+  per-name `atol`/`rtol` (bigbigan.compare.tolerances), plus the smallest tolerance that would
+  have passed;
 - `save_side_by_side` / `save_error_maps`: the first images of every file in labelled rows, and
   beside them a heat-map of the per-pixel mean absolute error of each file.
-`bigbigan compare --layerwise` lives in `bigbigan.compare.layerwise`.
+How the results read (text and JSON) is bigbigan.compare.report; `bigbigan layerwise` (also
+`compare --layerwise`) lives in bigbigan.compare.layerwise.
 """
 
 from __future__ import annotations
@@ -18,20 +20,18 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from bigbigan.binio import load_bin, load_npy, read_sidecar
 from bigbigan.compare.statistics import (
-    STATISTICS,
     check_tolerance,
     error_histogram,
     error_map,
     pair_stats,
     summarize,
-    text_histogram,
 )
+from bigbigan.compare.tolerances import Tolerances, failure_line
 from bigbigan.documents import sidecar_path
 from bigbigan.errors import BigBiGANError
 from bigbigan.images import save_heatmap, save_labelled_rows, to_nhwc
@@ -39,107 +39,6 @@ from bigbigan.interface import TensorSpec, format_shape
 
 GRID_IMAGES = 8  # the original compared the first 8 images side by side
 HISTOGRAM_BINS = 10
-TABLE_KEYS = ("mean_abs_diff", "mean_diff", "max_abs_diff", "rmse", "psnr", "cosine")
-REL_KEYS = ("mean_rel_diff", "median_rel_diff", "p90_rel_diff", "p99_rel_diff", "max_rel_diff")
-ABS_KEYS = ("mean_abs_diff", "median_abs_diff", "p90_abs_diff", "p99_abs_diff", "max_abs_diff")
-FILE_KEYS = ("mean", "std", "min", "max", "p90", "p99", "nan_count", "inf_count")
-
-
-def _clean(v: float) -> float | str:
-    """JSON has no NaN/Infinity: write them as strings."""
-    return v if not isinstance(v, float) or math.isfinite(v) else str(v)
-
-
-# ---- tolerances ----
-
-
-@dataclass(frozen=True)
-class Tolerances:
-    """What passes: `atol`/`rtol` for every output, overridden per name (an output, a file's
-    label or stem, or a layer), and the statistic the absolute difference is reduced with
-    (see `bigbigan.compare.statistics.check_tolerance`)."""
-
-    atol: float = 0.0
-    rtol: float = 0.0
-    statistic: str = "elementwise"
-    quantile: float = 0.99
-    atol_by_name: dict[str, float] = field(default_factory=dict)
-    rtol_by_name: dict[str, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.statistic not in STATISTICS:
-            raise BigBiGANError(
-                f"--statistic {self.statistic}: expected one of {', '.join(STATISTICS)}"
-            )
-        if not 0.0 <= self.quantile <= 1.0:
-            raise BigBiGANError(f"--quantile {self.quantile}: expected a number in [0, 1]")
-
-    def lookup(self, *names: str) -> tuple[float, float]:
-        """(atol, rtol) for something known by `names`; the first name with an override wins."""
-        atol = next((self.atol_by_name[n] for n in names if n in self.atol_by_name), self.atol)
-        rtol = next((self.rtol_by_name[n] for n in names if n in self.rtol_by_name), self.rtol)
-        return atol, rtol
-
-    def check_names(self, known: set[str]) -> None:
-        """Every per-name override must name something being compared (a typo is an error)."""
-        for flag, table in (("--atol", self.atol_by_name), ("--rtol", self.rtol_by_name)):
-            for name in table:
-                if name not in known:
-                    shown = ", ".join(sorted(known)[:12]) + (", ..." if len(known) > 12 else "")
-                    raise BigBiGANError(
-                        f"{flag} {name}:{table[name]:g}: nothing compared is named {name!r} "
-                        f"(names: {shown})"
-                    )
-
-
-def _parse_tolerance(flag: str, specs: Sequence[str]) -> tuple[float | None, dict[str, float]]:
-    """`["1e-5", "images:1e-4,z:1e-3"]` -> (1e-5, {"images": 1e-4, "z": 1e-3})."""
-    value: float | None = None
-    by_name: dict[str, float] = {}
-    for spec in specs:
-        for entry in str(spec).split(","):
-            entry = entry.strip()
-            name, sep, number = entry.rpartition(":")
-            try:
-                tol = float(number)
-            except ValueError:
-                tol = math.nan
-            if not entry or (sep and not name) or not (tol >= 0 and math.isfinite(tol)):
-                raise BigBiGANError(
-                    f"{flag} {entry or spec}: expected a non-negative number or NAME:NUMBER "
-                    f"(e.g. {flag} 1e-5 or {flag} images:1e-4)"
-                )
-            if sep:
-                if name in by_name:
-                    raise BigBiGANError(f"{flag}: {name} is given twice")
-                by_name[name] = tol
-            else:
-                if value is not None:
-                    raise BigBiGANError(f"{flag}: a global tolerance is given twice")
-                value = tol
-    return value, by_name
-
-
-def parse_tolerances(
-    atol: Sequence[str] = (),
-    rtol: Sequence[str] = (),
-    *,
-    statistic: str = "elementwise",
-    quantile: float = 0.99,
-    default_atol: float = 0.0,
-    default_rtol: float = 0.0,
-) -> Tolerances:
-    """`--atol`/`--rtol` values (each `NUMBER` or `NAME:NUMBER`, repeatable or comma-separated)."""
-    global_atol, atol_by_name = _parse_tolerance("--atol", atol)
-    global_rtol, rtol_by_name = _parse_tolerance("--rtol", rtol)
-    return Tolerances(
-        atol=default_atol if global_atol is None else global_atol,
-        rtol=default_rtol if global_rtol is None else global_rtol,
-        statistic=statistic,
-        quantile=quantile,
-        atol_by_name=atol_by_name,
-        rtol_by_name=rtol_by_name,
-    )
 
 
 # ---- results ----
@@ -164,41 +63,16 @@ class PairResult:
     heatmap: Path | None = None
     heatmap_max: float | None = None  # the error the heat-map's brightest colour stands for
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "path": str(self.path),
-            **{k: _clean(v) for k, v in self.stats.items()},
-            "passed": self.passed,
-            "needed_tolerance": _clean(self.needed),
-            "atol": self.atol,
-            "rtol": self.rtol,
-            "statistic": self.statistic,
-            "quantile": self.quantile if self.statistic == "quantile" else None,
-            "abs_error_histogram": [[_clean(lo), _clean(hi), c] for lo, hi, c in self.histogram],
-            "nonfinite": self.nonfinite,
-            "failures": self.failures,
-            "heatmap": str(self.heatmap) if self.heatmap else None,
-            "heatmap_max": self.heatmap_max,
-        }
-
 
 @dataclass
 class FileSummary:
+    """One file's own values, before any comparison."""
+
     name: str
     path: Path
     dtype: str
     shape: tuple[int, ...]
     stats: dict[str, float]  # summarize(): mean, std, min, max, p90, p99, nan/inf counts
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "path": str(self.path),
-            "dtype": self.dtype,
-            "shape": list(self.shape),
-            **{k: _clean(v) for k, v in self.stats.items()},
-        }
 
 
 # ---- the stages ----
@@ -342,16 +216,6 @@ def default_names(paths: Sequence[str | Path]) -> list[str]:
     return names if len(set(names)) == len(names) else [Path(p).stem for p in paths]
 
 
-def getacc_lines(arrays: Sequence[np.ndarray], names: Sequence[str]) -> list[str]:
-    """The original getAcc's figure, the mean pixel difference mean(|a - b|), for every pair."""
-    lines = []
-    for i, a in enumerate(arrays):
-        for b, name in zip(arrays[i + 1 :], names[i + 1 :], strict=True):
-            diff = float(np.mean(np.abs(a.astype(np.float64) - b.astype(np.float64))))
-            lines.append(f"getAcc mean pixel difference {names[i]} vs {name}: {diff:.6g}")
-    return lines
-
-
 def summarize_files(
     arrays: Sequence[np.ndarray], names: Sequence[str], paths: Sequence[str | Path]
 ) -> list[FileSummary]:
@@ -408,10 +272,10 @@ def compare_arrays(
                 atol = rtol = None
                 _, needed = check_tolerance(reference, array, atol=0, rtol=0, statistic=statistic)
         except BigBiGANError as e:
-            raise BigBiGANError(f"{path}: {e}") from None
+            raise BigBiGANError(f"{path}: {e}") from e
         failures = []
         if tolerances is not None and not passed:
-            failures.append(_tolerance_failure(tolerances, needed, atol, rtol))
+            failures.append(failure_line(tolerances, needed, atol, rtol))
         nonfinite = int(np.asarray(array).size - np.count_nonzero(np.isfinite(array)))
         if validate and nonfinite:
             failures.append(f"{nonfinite} NaN/Inf values")
@@ -433,16 +297,6 @@ def compare_arrays(
             )
         )
     return results
-
-
-def _tolerance_failure(t: Tolerances, needed: float, atol: float, rtol: float) -> str:
-    what = {"elementwise": "elementwise |diff| - rtol*|ref|", "quantile": f"q{t.quantile:g}"}
-    stat = what.get(t.statistic, f"{t.statistic} |diff|")
-    if math.isnan(needed):
-        return f"{stat}: NaN in the difference (no tolerance passes)"
-    return f"{stat} {needed:.4g} > atol {atol:g}" + (
-        f" (rtol {rtol:g})" if t.statistic == "elementwise" else ""
-    )
 
 
 def validate_files(files: Sequence[FileSummary]) -> list[str]:
@@ -488,52 +342,3 @@ def save_error_maps(
         path = heatmap_path(grid, result.name)
         save_heatmap(values, path)
         result.heatmap, result.heatmap_max = path, float(values.max())
-
-
-def format_table(results: Sequence[PairResult], reference: str) -> str:
-    header = f"{'vs ' + reference:<24}" + "".join(f"{k:>15}" for k in TABLE_KEYS) + "   result"
-    lines = [header]
-    for r in results:
-        cells = "".join(f"{r.stats[k]:>15.6g}" for k in TABLE_KEYS)
-        verdict = {None: "", True: "PASS", False: "FAIL"}[r.passed]
-        lines.append(f"{r.name:<24}{cells}   {verdict}")
-    return "\n".join(lines)
-
-
-def format_files(files: Sequence[FileSummary]) -> str:
-    width = max(len(f.name) for f in files) + 2
-    lines = [f"{'file':<{width}}{'shape':<20}" + "".join(f"{k:>12}" for k in FILE_KEYS)]
-    for f in files:
-        shape = "x".join(map(str, f.shape))
-        cells = "".join(f"{f.stats[k]:>12.5g}" for k in FILE_KEYS)
-        lines.append(f"{f.name:<{width}}{shape:<20}{cells}")
-    return "\n".join(lines)
-
-
-def format_report(
-    files: Sequence[FileSummary], results: Sequence[PairResult], reference: str
-) -> str:
-    """Everything `compare` prints: file summaries, the pair table, then per pair its error
-    statistics, tolerance verdict and error histogram."""
-    lines = [format_files(files), "", format_table(results, reference)]
-    for r in results:
-        lines += ["", f"{r.name} vs {reference}:"]
-        lines.append("  abs error  " + "  ".join(f"{k[:-9]} {r.stats[k]:.4g}" for k in ABS_KEYS))
-        lines.append("  rel error  " + "  ".join(f"{k[:-9]} {r.stats[k]:.4g}" for k in REL_KEYS))
-        lines.append(f"  PSNR {r.stats['psnr']:.2f} dB  cosine {r.stats['cosine']:.8f}")
-        stat = r.statistic + (f" {r.quantile:g}" if r.statistic == "quantile" else "")
-        if r.atol is not None:
-            verdict = "PASS" if not r.failures else "FAIL: " + "; ".join(r.failures)
-            lines.append(
-                f"  tolerance  atol {r.atol:g}, rtol {r.rtol:g}, statistic {stat}: "
-                f"smallest passing atol {r.needed:.4g}  {verdict}"
-            )
-        else:
-            lines.append(f"  smallest passing atol ({stat}): {r.needed:.4g}")
-            if r.failures:
-                lines.append("  FAIL: " + "; ".join(r.failures))
-        if r.heatmap is not None:
-            lines.append(f"  error heat-map: {r.heatmap} (brightest = {r.heatmap_max:.3g})")
-        lines.append("  |abs error| histogram:")
-        lines += ["    " + row for row in text_histogram(r.histogram).splitlines()]
-    return "\n".join(lines)

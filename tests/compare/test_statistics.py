@@ -1,4 +1,4 @@
-"""Compare statistics on hand-made arrays whose answers are known."""
+"""Compare statistics on hand-made arrays whose answers are known (bigbigan.compare.statistics)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from bigbigan.compare.statistics import (
     STATISTICS,
     check_tolerance,
     error_histogram,
+    error_map,
     pair_stats,
+    streamed_compare,
     summarize,
     text_histogram,
 )
@@ -283,3 +285,59 @@ def test_infinite_difference() -> None:
     assert not np.isclose(1e300, np.inf, atol=1e9, rtol=1.0)
     _, needed = check_tolerance([0.0, 0.0], [np.inf, np.inf], atol=0, rtol=0, statistic="median")
     assert needed == math.inf
+
+
+# ---- relative percentiles, error maps, streamed comparison ----
+
+
+def test_relative_error_percentiles():
+    ref = np.full(100, 2.0)
+    other = ref + np.arange(100) / 100  # |diff| = 0.00 .. 0.99, relative = half of that
+    s = pair_stats(ref, other)
+    assert s["median_rel_diff"] == pytest.approx(0.495 / 2)
+    assert s["p90_rel_diff"] == pytest.approx(0.891 / 2)
+    assert s["p99_rel_diff"] == pytest.approx(0.9801 / 2)
+    assert s["max_rel_diff"] == pytest.approx(0.99 / 2)
+    assert s["mean_rel_diff"] == pytest.approx(0.495 / 2)
+    assert s["median_abs_diff"] == pytest.approx(0.495)
+
+
+def test_error_map_is_the_per_pixel_mean_over_batch_and_channels():
+    ref = np.zeros((4, 3, 5, 2), np.float32)  # N, H, W, C
+    other = ref.copy()
+    other[0, 1, 2, 0] = 0.8  # one sample, one channel
+    other[:, 0, 0, :] = 0.1  # every sample and channel
+    m = error_map(ref, other)
+    assert m.shape == (3, 5)
+    assert m[1, 2] == pytest.approx(0.8 / 8) and m[0, 0] == pytest.approx(0.1)
+    assert m.sum() == pytest.approx(0.1 + 0.1)
+    assert error_map(ref[..., 0], other[..., 0])[1, 2] == pytest.approx(0.8 / 4)  # (N, H, W)
+    with pytest.raises(BigBiGANError, match="image batches"):
+        error_map(np.zeros((2, 3)), np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("statistic", STATISTICS)
+@pytest.mark.parametrize("rtol", [0.0, 0.01])
+def test_streamed_compare_equals_the_whole_array_statistics(statistic, rtol):
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((7, 3, 11)).astype(np.float32)
+    other = (ref + rng.normal(0, 1e-3, ref.shape)).astype(np.float32)
+    stats, passed, needed = streamed_compare(
+        ref, other, atol=5e-4, rtol=rtol, statistic=statistic, quantile=0.9, chunk=50
+    )
+    whole = pair_stats(ref, other)
+    for key, value in stats.items():
+        assert value == pytest.approx(whole[key], rel=1e-12), key
+    expected = check_tolerance(ref, other, atol=5e-4, rtol=rtol, statistic=statistic, quantile=0.9)
+    assert (passed, needed) == (expected[0], pytest.approx(expected[1], rel=1e-12))
+
+
+def test_streamed_compare_nan_and_infinities():
+    stats, passed, needed = streamed_compare(
+        [1.0, 2.0, 3.0], [1.0, np.nan, 3.0], atol=1, rtol=0, chunk=1
+    )
+    assert not passed and math.isnan(needed) and math.isnan(stats["max_abs_diff"])
+    stats, passed, needed = streamed_compare([np.inf, 1.0], [np.inf, 1.0], atol=0, rtol=0)
+    assert passed and needed == 0.0 and stats["max_abs_diff"] == 0.0
+    with pytest.raises(BigBiGANError, match="shapes differ"):
+        streamed_compare([1.0], [1.0, 2.0], atol=0, rtol=0)

@@ -14,8 +14,9 @@ import pytest
 from onnx import numpy_helper
 
 from bigbigan.cli.main import main
-from bigbigan.compare.files import parse_tolerances
 from bigbigan.compare.layerwise import layerwise
+from bigbigan.compare.report import layerwise_document
+from bigbigan.compare.tolerances import parse_tolerances
 from bigbigan.errors import BigBiGANError
 
 
@@ -48,7 +49,7 @@ def test_clean_export_agrees_layer_by_layer(tiny_onnx):
     assert by_layer["generator.block2.conv2"].match.op == "Conv"
     assert "fused into" in report.unmatched["generator.block2.conv1"]
     assert all(r.stats["max_abs_diff"] < 1e-4 for r in report.results)
-    assert report.batch == 8 and report.to_json()["first_divergence"] is None
+    assert report.batch == 8 and layerwise_document(report)["first_divergence"] is None
 
 
 def test_planted_fault_in_a_fused_conv_is_located(tiny_onnx, tmp_path, capsys):
