@@ -104,7 +104,7 @@ def _module_order(module: Any, args: Sequence[Any]) -> list[tuple[str, str, tupl
 
 
 def _torch_outputs(module: Any, args: Sequence[Any], paths: set[str]) -> dict[str, np.ndarray]:
-
+    """The outputs of the modules at `paths` on `args`, as numpy, from one forward."""
     found: dict[str, np.ndarray] = {}
 
     def hook(path: str):

@@ -42,8 +42,7 @@ def clean(v: float) -> float | str:
 def pair_json(r: PairResult) -> dict[str, Any]:
     """One file against the reference, as the `pairs` of a compare document."""
     return {
-        "name": r.name,
-        "path": str(r.path),
+        **_named(r),
         **{k: clean(v) for k, v in r.stats.items()},
         "passed": r.passed,
         "needed_tolerance": clean(r.needed),
@@ -62,12 +61,15 @@ def pair_json(r: PairResult) -> dict[str, Any]:
 def file_json(f: FileSummary) -> dict[str, Any]:
     """One file's summary, as the `files` of a compare document."""
     return {
-        "name": f.name,
-        "path": str(f.path),
+        **_named(f),
         "dtype": f.dtype,
         "shape": list(f.shape),
         **{k: clean(v) for k, v in f.stats.items()},
     }
+
+
+def _named(x: PairResult | FileSummary) -> dict[str, str]:
+    return {"name": x.name, "path": str(x.path)}
 
 
 def compare_document(
