@@ -16,11 +16,9 @@ weights are those constant subgraphs, evaluated by TensorFlow:
   space with in/out swapped, is the equivalent ordinary convolution's;
 - Dense kernels are transposed, Conv2D kernels permuted to NCHW, and the first Dense's columns
   reordered from NHWC (`reshape [-1, 4, 4, 4ch]`) to the NCHW view PyTorch takes.
-Layers are told apart by where they sit in the dataflow and by their spatial size (a GraphDef's
-node order is not the order of the forward pass); anything that does not fit the reference
-architecture (a count, a position, a shape) is refused as "not the reference generator". The
-result is verified by running it in PyTorch against the frozen graph in TensorFlow on the same
-inputs.
+Which node is which layer is bigbigan.importers.generator_layers' business; anything that does
+not fit the reference architecture is refused as "not the reference generator". The result is
+verified by running it in PyTorch against the frozen graph in TensorFlow on the same inputs.
 """
 
 from __future__ import annotations
@@ -33,216 +31,27 @@ from typing import Any
 import numpy as np
 
 from bigbigan.errors import BigBiGANError
-from bigbigan.importers.graph_rewrite import (
-    _data_dependent,
-    _evaluate,
-    import_graph,
-    node_of,
-    tensor_name,
+from bigbigan.importers.generator_layers import (
+    GraphView,
+    NotReference,
+    attention_gain,
+    bias_of,
+    cbn_layers,
+    cbn_role,
+    conv_role,
+    expect,
+    weighted,
 )
-
-
-class NotReference(BigBiGANError):
-    """The graph is not the reference generator; the message says what differs."""
 
 
 @dataclass
 class RecoveryReport:
+    """Where the checkpoint went and how close it runs to the frozen graph."""
+
     directory: Path
     max_abs_diff: float  # PyTorch (recovered) vs TensorFlow (frozen graph)
     mean_abs_diff: float
     config: dict[str, Any]
-
-
-class _Graph:
-    """The frozen graph's nodes, consumers and constant (placeholder-free) inputs."""
-
-    def __init__(self, tf: Any, graph_def: Any) -> None:
-        self.nodes = {n.name: n for n in graph_def.node}
-        self.order = [n.name for n in graph_def.node]
-        self.dependent = _data_dependent(graph_def)
-        self.consumers: dict[str, list[str]] = {}
-        for node in graph_def.node:
-            for name in node.input:
-                if not name.startswith("^"):
-                    self.consumers.setdefault(node_of(name), []).append(node.name)
-        self.tf, self.graph = tf, import_graph(tf, graph_def)
-        self.values: dict[str, np.ndarray] = {}
-
-    def of(self, op: str) -> list[Any]:
-        """Data-dependent nodes of `op`, in graph order."""
-        return [self.nodes[n] for n in self.order if self.nodes[n].op == op and n in self.dependent]
-
-    def const_input(self, node: Any, index: int) -> str | None:
-        """Input `index` of `node` as a tensor name, when it is a constant (no placeholder)."""
-        if index >= len(node.input) or node_of(node.input[index]) in self.dependent:
-            return None
-        return tensor_name(node.input[index])
-
-    def value(self, *tensors: str) -> list[np.ndarray]:
-        """Evaluate constant tensors (cached)."""
-        missing = [t for t in tensors if t not in self.values]
-        for t, v in zip(missing, _evaluate(self.tf, self.graph, missing), strict=True):
-            self.values[t] = v
-        return [self.values[t] for t in tensors]
-
-    def producer(self, name: str, through: tuple[str, ...] = ("Identity",)) -> Any:
-        """The node producing `name`, skipping ops in `through`."""
-        node = self.nodes[node_of(name)]
-        while node.op in through:
-            node = self.nodes[node_of(node.input[0])]
-        return node
-
-    def only_consumer(self, node: Any, op: str) -> Any | None:
-        found = [self.nodes[c] for c in self.consumers.get(node.name, ())]
-        found = [c for c in found if c.op == op]
-        return found[0] if len(found) == 1 else None
-
-
-def _weighted(g: _Graph, op: str, index: int) -> list[tuple[Any, np.ndarray]]:
-    """(node, constant kernel) of every data-dependent `op` whose input `index` is constant."""
-    nodes = [n for n in g.of(op) if g.const_input(n, index)]
-    values = g.value(*(g.const_input(n, index) for n in nodes))
-    return list(zip(nodes, values, strict=True))
-
-
-def _bias_of(g: _Graph, node: Any) -> np.ndarray | None:
-    """The constant of the BiasAdd right after `node`, if there is one."""
-    bias = g.only_consumer(node, "BiasAdd")
-    tensor = g.const_input(bias, 1) if bias is not None else None
-    return g.value(tensor)[0] if tensor else None
-
-
-def _dense_of(g: _Graph, tensor: str) -> Any:
-    """The MatMul a CBN's gamma/beta comes from (through Reshape, BiasAdd, Identity)."""
-    node = g.producer(tensor, ("Identity", "Reshape", "BiasAdd", "Add", "AddV2"))
-    if node.op != "MatMul":
-        raise NotReference(f"conditional batch norm {node.name}: expected a Dense, found {node.op}")
-    return node
-
-
-def _cbn_layers(g: _Graph) -> list[dict[str, Any]]:
-    """Every conditional batch norm, in graph order: (gamma MatMul, beta MatMul, mean, var+eps)."""
-    layers = []
-    for mul in g.of("Mul"):
-        for side in (0, 1):
-            const = g.const_input(mul, side)
-            if const is None or g.producer(const).op != "Rsqrt":
-                continue
-            rsqrt = g.producer(const)
-            var_eps = tensor_name(rsqrt.input[0])
-            gamma = _dense_of(g, mul.input[1 - side])
-            mean_mul = next(
-                (
-                    g.nodes[c]
-                    for c in g.consumers.get(mul.name, ())
-                    if g.nodes[c].op == "Mul" and any(g.const_input(g.nodes[c], i) for i in (0, 1))
-                ),
-                None,
-            )
-            sub = g.only_consumer(mean_mul, "Sub") if mean_mul is not None else None
-            if sub is None:
-                raise NotReference(f"batch norm at {mul.name}: no shift (beta - mean * scale)")
-            mean_tensor = next(
-                g.const_input(mean_mul, i) for i in (0, 1) if g.const_input(mean_mul, i)
-            )
-            mean, var_plus_eps = g.value(mean_tensor, var_eps)
-            x_mul = next(
-                (
-                    g.nodes[c]
-                    for c in g.consumers.get(mul.name, ())
-                    if g.nodes[c].op == "Mul" and g.nodes[c].name != mean_mul.name
-                ),
-                None,
-            )
-            if x_mul is None:
-                raise NotReference(f"batch norm at {mul.name}: nothing is normalised")
-            x = next(i for i in x_mul.input if node_of(i) != mul.name)
-            layers.append(
-                {
-                    "x": tensor_name(x),
-                    "gamma": gamma,
-                    "beta": _dense_of(g, sub.input[0]),
-                    "mean": mean,
-                    "var_plus_eps": var_plus_eps,
-                }
-            )
-    return layers
-
-
-def _block(g: _Graph, tensor: str) -> str:
-    """The up-block whose output has the spatial size of `tensor` (8: block1, ... 32: block3)."""
-    size = g.graph.get_tensor_by_name(tensor).shape[1]
-    blocks = {8: "block1", 16: "block2", 32: "block3"}
-    if size not in blocks:
-        raise NotReference(f"{tensor}: spatial size {size}, the reference has 8, 16 or 32")
-    return blocks[size]
-
-
-def _conv_role(g: _Graph, node: Any) -> str:
-    """A Conv2D's layer, by where it sits: the attention's 1x1 convolutions (with bias; o reads
-    the attention's output, f/g/h are told apart by the matmuls their flattenings enter), or a
-    block's conv1 (after the upsampling of a ReLU), conv2 (after a ReLU) or skip (1x1, after
-    the upsampling of the block input)."""
-    source = g.producer(node.input[0])
-    block = _block(g, f"{node.name}:0")
-    bias = g.only_consumer(node, "BiasAdd")
-    if bias is not None:
-        if source.op == "Reshape":
-            return "G.attention.o"
-        flat = g.only_consumer(bias, "Reshape")
-        matmul = (
-            next(
-                (
-                    g.nodes[c]
-                    for c in g.consumers.get(flat.name, ())
-                    if g.nodes[c].op in ("MatMul", "BatchMatMulV2")
-                ),
-                None,
-            )
-            if flat is not None
-            else None
-        )
-        if matmul is None:
-            raise NotReference(f"attention convolution {node.name}: its output enters no matmul")
-        if any(g.producer(i).op == "Softmax" for i in matmul.input):
-            return "G.attention.h"
-        return "G.attention.f" if node_of(matmul.input[1]) == flat.name else "G.attention.g"
-    if source.op == "ResizeNearestNeighbor":
-        before = g.producer(source.input[0])
-        return f"G.{block}.{'conv1' if before.op == 'Relu' else 'skip'}"
-    if source.op == "Relu":
-        return f"G.{block}.conv2"
-    raise NotReference(
-        f"convolution {node.name}: after {source.op}, not where the reference has one"
-    )
-
-
-def _cbn_role(g: _Graph, x: str) -> str:
-    """A conditional batch norm's layer: bn2 normalises a block's conv1 output (its block by
-    size), bn1 a block's input (the block whose input has that size)."""
-    if g.producer(x).op == "Conv2D":
-        return f"G.{_block(g, x)}.bn2"
-    size = g.graph.get_tensor_by_name(x).shape[1]
-    blocks = {4: "block1", 8: "block2", 16: "block3"}
-    if size not in blocks:
-        raise NotReference(f"batch norm input {x}: spatial size {size}, expected 4, 8 or 16")
-    return f"G.{blocks[size]}.bn1"
-
-
-def _attention_gain(g: _Graph, o_conv: Any) -> np.ndarray:
-    """The attention's gamma: the constant its output convolution is multiplied by."""
-    bias = g.only_consumer(o_conv, "BiasAdd")
-    mul = g.only_consumer(bias, "Mul") if bias is not None else None
-    tensors = [g.const_input(mul, i) for i in (0, 1)] if mul is not None else []
-    tensors = [t for t in tensors if t]
-    _expect("attention gains", len(tensors), 1)
-    return g.value(tensors[0])[0].reshape(1)
-
-
-def _expect(what: str, found: int, expected: int) -> None:
-    if found != expected:
-        raise NotReference(f"expected {expected} {what} (the reference generator), found {found}")
 
 
 def _spectral(prefix: str, weight: np.ndarray, dim: int = 0) -> Iterator[tuple[str, np.ndarray]]:
@@ -265,62 +74,76 @@ def recover_state(tf: Any, graph_def: Any) -> tuple[Any, dict[str, np.ndarray]]:
     """(ModelConfig, G's state dict as numpy) of a frozen reference generator."""
     from bigbigan.config import ModelConfig
 
-    g = _Graph(tf, graph_def)
-    state: dict[str, np.ndarray] = {}
-    gathers = _weighted(g, "GatherV2", 0)
+    g = GraphView(tf, graph_def)
+    gathers = weighted(g, "GatherV2", 0)
     if len(gathers) > 1:
-        _expect("class embeddings", len(gathers), 1)
-    conditional = bool(gathers)
-    if conditional:
-        state["G.embed.weight"] = gathers[0][1]
+        expect("class embeddings", len(gathers), 1)
+    embed = gathers[0][1] if gathers else None
 
-    cbns = _cbn_layers(g)
-    _expect("conditional batch norms", len(cbns), 6)
+    cbns = cbn_layers(g)
+    expect("conditional batch norms", len(cbns), 6)
     cbn_dense = {layer[k].name for layer in cbns for k in ("gamma", "beta")}
-    dense = [(n, w) for n, w in _weighted(g, "MatMul", 1) if n.name not in cbn_dense]
-    _expect("first Dense layers", len(dense), 1)
-    dense_node, dense_w = dense[0]
-    convs = _weighted(g, "Conv2D", 1)
-    _expect("convolutions", len(convs), 13)
-    out_convs = _weighted(g, "Conv2DBackpropInput", 1)
-    _expect("transposed output convolutions", len(out_convs), 1)
+    dense = [(n, w) for n, w in weighted(g, "MatMul", 1) if n.name not in cbn_dense]
+    expect("first Dense layers", len(dense), 1)
+    convs = weighted(g, "Conv2D", 1)
+    expect("convolutions", len(convs), 13)
+    out_convs = weighted(g, "Conv2DBackpropInput", 1)
+    expect("transposed output convolutions", len(out_convs), 1)
     bns = g.of("FusedBatchNormV3")
-    _expect("output batch norms", len(bns), 1)
+    expect("output batch norms", len(bns), 1)
 
     out_node, out_kernel = out_convs[0]
-    ch, channels = out_kernel.shape[3], out_kernel.shape[2]
-    chunk = dense_w.shape[0]
     cfg = ModelConfig(
-        channels=int(channels),
-        ch=int(ch),
-        z_dim=4 * int(chunk),
-        num_classes=int(state["G.embed.weight"].shape[0]) if conditional else 10,
-        conditional=conditional,
-        embed_dim=int(state["G.embed.weight"].shape[1]) if conditional else 32,
+        channels=int(out_kernel.shape[2]),
+        ch=int(out_kernel.shape[3]),
+        z_dim=4 * int(dense[0][1].shape[0]),
+        num_classes=int(embed.shape[0]) if embed is not None else 10,
+        conditional=embed is not None,
+        embed_dim=int(embed.shape[1]) if embed is not None else 32,
     )
-    # the first Dense: NHWC columns (h, w, c) -> PyTorch's NCHW view (c, h, w)
-    c4 = 4 * ch
-    _expect("first Dense outputs", dense_w.shape[1], 16 * c4)
-    perm = np.array([(j % 16) * c4 + j // 16 for j in range(16 * c4)])
-    bias = _bias_of(g, dense_node)
-    state.update(_spectral("G.dense", np.ascontiguousarray(dense_w.T[perm])))
-    state["G.dense.bias"] = (bias if bias is not None else np.zeros(16 * c4, np.float32))[perm]
+    state = {} if embed is None else {"G.embed.weight": embed}
+    state |= _dense_state(g, *dense[0], cfg.ch)
+    state |= _conv_states(g, convs)
+    state |= _cbn_states(g, cbns)
+    state |= _output_states(g, bns[0], out_node, out_kernel, cfg.output_sn)
+    return cfg, state
 
+
+def _dense_state(g: GraphView, node: Any, kernel: np.ndarray, ch: int) -> dict[str, np.ndarray]:
+    """The first Dense, its NHWC columns (h, w, c) reordered to PyTorch's NCHW view (c, h, w)."""
+    c4 = 4 * ch
+    expect("first Dense outputs", kernel.shape[1], 16 * c4)
+    perm = np.array([(j % 16) * c4 + j // 16 for j in range(16 * c4)])
+    bias = bias_of(g, node)
+    state = dict(_spectral("G.dense", np.ascontiguousarray(kernel.T[perm])))
+    state["G.dense.bias"] = (bias if bias is not None else np.zeros(16 * c4, np.float32))[perm]
+    return state
+
+
+def _conv_states(g: GraphView, convs: list[tuple[Any, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Every Conv2D by its role: the blocks' convolutions and the attention's (with its biases
+    and gain)."""
+    state: dict[str, np.ndarray] = {}
     for node, kernel in convs:
-        name = _conv_role(g, node)
-        if name in state or f"{name}.parametrizations.weight.original" in state:
+        name = conv_role(g, node)
+        if f"{name}.parametrizations.weight.original" in state:
             raise NotReference(f"two convolutions take the role of {name} ({node.name})")
         state.update(_spectral(name, _conv(kernel)))
         if name.startswith("G.attention."):
-            bias = _bias_of(g, node)
+            bias = bias_of(g, node)
             if bias is None:
                 raise NotReference(f"attention convolution {node.name}: no bias")
             state[f"{name}.bias"] = bias
             if name == "G.attention.o":
-                state["G.attention.gamma"] = _attention_gain(g, node)
+                state["G.attention.gamma"] = attention_gain(g, node)
+    return state
 
+
+def _cbn_states(g: GraphView, cbns: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The conditional batch norms: statistics refolded for PyTorch's eps, gamma/beta Denses."""
+    state: dict[str, np.ndarray] = {}
     for layer in cbns:
-        name = _cbn_role(g, layer["x"])
+        name = cbn_role(g, layer["x"])
         state[f"{name}.bn.running_mean"] = layer["mean"]
         state[f"{name}.bn.running_var"] = layer["var_plus_eps"] - np.float32(1e-5)
         state[f"{name}.bn.num_batches_tracked"] = np.array(0, np.int64)
@@ -328,18 +151,24 @@ def recover_state(tf: Any, graph_def: Any) -> tuple[Any, dict[str, np.ndarray]]:
             node = layer[key]
             weight = g.value(g.const_input(node, 1))[0]
             state[f"{name}.{key}.weight"] = np.ascontiguousarray(weight.T)
-            bias = _bias_of(g, node)
+            bias = bias_of(g, node)
             state[f"{name}.{key}.bias"] = (
                 bias if bias is not None else np.zeros(weight.shape[1], np.float32)
             )
+    return state
 
-    bn = bns[0]
+
+def _output_states(
+    g: GraphView, bn: Any, out_node: Any, out_kernel: np.ndarray, output_sn: str
+) -> dict[str, np.ndarray]:
+    """The output layer: its batch norm (eps refolded from TF's to PyTorch's 1e-3) and its
+    stride-1 transposed convolution as the equivalent ordinary one."""
     inputs = [g.const_input(bn, i) for i in (1, 2, 3, 4)]
     if not all(inputs):
         raise NotReference(f"batch norm {bn.name}: expected constant scale, offset, mean, var")
     scale, offset, mean, var = g.value(*inputs)
     eps = bn.attr["epsilon"].f
-    state |= {
+    state = {
         "G.bn.weight": scale,
         "G.bn.bias": offset,
         "G.bn.running_mean": mean,
@@ -354,10 +183,10 @@ def recover_state(tf: Any, graph_def: Any) -> tuple[Any, dict[str, np.ndarray]]:
         _spectral(
             "G.conv_out",
             np.ascontiguousarray(out_kernel[::-1, ::-1].transpose(2, 3, 0, 1)),
-            dim=1 if cfg.output_sn == "transposed" else 0,
+            dim=1 if output_sn == "transposed" else 0,
         )
     )
-    return cfg, state
+    return state
 
 
 def recover_checkpoint(

@@ -118,7 +118,7 @@ def import_graph(tf: Any, graph_def: Any) -> Any:
         try:
             tf.graph_util.import_graph_def(graph_def, name="")
         except (ValueError, tf.errors.InvalidArgumentError) as e:
-            raise BatchNotDynamic(_first_line(e)) from None
+            raise BatchNotDynamic(_first_line(e)) from e
     return graph
 
 
@@ -127,7 +127,7 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _data_dependent(graph_def: Any) -> set[str]:
+def data_dependent(graph_def: Any) -> set[str]:
     """Names of the nodes that depend (through data inputs) on a placeholder."""
     consumers: dict[str, list[str]] = {}
     for node in graph_def.node:
@@ -151,7 +151,7 @@ def make_batch_dynamic(tf: Any, graph_def: Any, outputs: list[str]) -> DynamicGr
     if batch is None:
         raise BatchNotDynamic("the placeholders declare no common static batch")
     graph = import_graph(tf, graph_def)
-    dependent = _data_dependent(graph_def)
+    dependent = data_dependent(graph_def)
     candidates = []
     for node in graph_def.node:
         if node.op not in SHAPE_INPUTS:
@@ -164,7 +164,7 @@ def make_batch_dynamic(tf: Any, graph_def: Any, outputs: list[str]) -> DynamicGr
         if dims.rank is None or dims.rank == 0 or dims[0] != batch:
             continue
         candidates.append((node.name, shape_index, data, shape))
-    values = _evaluate(tf, graph, [shape for *_, shape in candidates])
+    values = evaluate_constants(tf, graph, [shape for *_, shape in candidates])
     rewritten = type(graph_def)()
     rewritten.CopyFrom(graph_def)
     by_name = {n.name: n for n in rewritten.node}
@@ -183,7 +183,7 @@ def make_batch_dynamic(tf: Any, graph_def: Any, outputs: list[str]) -> DynamicGr
     return DynamicGraph(rewritten, rewrites, probe)
 
 
-def _evaluate(tf: Any, graph: Any, tensors: list[str]) -> list[np.ndarray]:
+def evaluate_constants(tf: Any, graph: Any, tensors: list[str]) -> list[np.ndarray]:
     """Values of placeholder-free tensors (constant shape subgraphs), in one session run."""
     if not tensors:
         return []
@@ -243,7 +243,7 @@ def _prove(tf: Any, graph_def: Any, outputs: list[str], probe: int, batch: int) 
     except BatchNotDynamic as e:
         raise BatchNotDynamic(
             f"at batch {probe} instead of {batch}, TensorFlow's shape inference fails: {e}"
-        ) from None
+        ) from e
     for name in outputs:
         shape = graph.get_tensor_by_name(name).shape
         if shape.rank and shape[0] is not None and shape[0] != probe:
