@@ -146,9 +146,10 @@ def test_bad_pb_is_one_line_error(tmp_path):
 
     bad = tmp_path / "bad.pb"
     bad.write_bytes(b"\x00\x01not a graph")
-    with pytest.raises(BigBiGANError, match="not a frozen TensorFlow GraphDef"):
+    with pytest.raises(BigBiGANError, match="not a frozen TensorFlow GraphDef") as info:
         import_pb(bad, tmp_path / "bad.onnx")
     assert not (tmp_path / "bad.onnx").exists()
+    assert info.value.__cause__ is not None  # the parser's own error, for --verbose
 
 
 def test_pb_is_a_model_for_infer_and_compile(graphs, tmp_path, capsys):

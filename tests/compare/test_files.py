@@ -142,3 +142,16 @@ def test_cli_json_and_summary(files, tmp_path, capsys):
     histogram = far["abs_error_histogram"]
     assert len(histogram) == 10 and sum(c for _, _, c in histogram) == 9 * 32 * 32
     assert report["files"][0]["mean"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_verbose_shows_the_cause_behind_the_one_line(tmp_path, capsys):
+    """The one line stays as it was; --verbose adds the chained cause (`raise ... from e`)."""
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    np.save(a, np.zeros((4, 3), np.float32))
+    np.save(b, np.zeros((5, 3), np.float32))  # same sample shape, another batch
+    argv = ["compare", str(a), str(b)]
+    err = cli_error(argv, capsys)
+    assert f"{b}: shapes differ: reference [4, 3], other [5, 3]" in err
+    assert main(["--verbose", *argv]) == 1
+    verbose = capsys.readouterr().err
+    assert "direct cause" in verbose and verbose.strip().splitlines()[-1] == err.strip()
