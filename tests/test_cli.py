@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bigbigan.cli.main import EXIT_BUG, main
-from bigbigan.errors import ParameterError
+from bigbigan.errors import BigBiGANError, ParameterError
 
 
 def one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str], status: int = 1) -> str:
@@ -152,10 +152,10 @@ def test_an_internal_error_is_reported_as_a_bug(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("how", ["--verbose before", "-v after", "BIGBIGAN_DEBUG"])
-def test_verbose_shows_the_traceback_and_hidden_causes(how, inputs, tmp_path, monkeypatch, capsys):
+def test_verbose_shows_the_traceback_and_its_cause(how, inputs, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "checkpoint.json").write_text("{not json")  # documents.read_document raises `from None`
+    (run / "checkpoint.json").write_text("{not json")  # read_document chains the JSON error
     argv = ["generate", "--checkpoint", str(run), "--input", inputs, "--out", str(tmp_path / "o")]
     if how == "--verbose before":
         argv = ["--verbose", *argv]
@@ -166,9 +166,26 @@ def test_verbose_shows_the_traceback_and_hidden_causes(how, inputs, tmp_path, mo
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err
-    assert "JSONDecodeError" in err  # the cause `from None` had hidden
+    assert "JSONDecodeError" in err  # the cause, chained with `raise ... from err`
+    assert "The above exception was the direct cause of the following exception" in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("bigbigan generate: error: ") and "not valid JSON" in last
+
+
+def test_verbose_also_shows_a_cause_hidden_with_from_none(monkeypatch, tmp_path, capsys):
+    """Code we call may still `raise ... from None`; under --verbose the boundary shows it."""
+
+    def refuse(*args, **kwargs):
+        try:
+            {}["missing"]
+        except KeyError:
+            raise BigBiGANError("refused") from None
+
+    monkeypatch.setattr("bigbigan.inputs.make_inputs", refuse)
+    assert main(["--verbose", "make-inputs", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "KeyError: 'missing'" in err
+    assert err.strip().splitlines()[-1] == "bigbigan make-inputs: error: refused"
 
 
 def test_without_verbose_a_user_error_is_one_line(capsys):

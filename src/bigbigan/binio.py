@@ -95,9 +95,9 @@ def _read_sidecar(sidecar: Path) -> tuple[np.dtype, tuple[int, ...]]:
     try:
         meta = json.loads(sidecar.read_text())
     except OSError as e:
-        raise BigBiGANError(f"{sidecar}: cannot read sidecar ({e.strerror})") from None
+        raise BigBiGANError(f"{sidecar}: cannot read sidecar ({e.strerror})") from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BigBiGANError(f"{sidecar}: sidecar is not valid JSON ({e}), {expected}") from None
+        raise BigBiGANError(f"{sidecar}: sidecar is not valid JSON ({e}), {expected}") from e
     if not isinstance(meta, dict) or "dtype" not in meta or "shape" not in meta:
         raise BigBiGANError(f"{sidecar}: {expected}, found {json.dumps(meta)[:80]}")
     try:
@@ -220,9 +220,9 @@ def load_npy(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as e:
-        raise BigBiGANError(f"{path}: not a plain numeric .npy array ({e})") from None
+        raise BigBiGANError(f"{path}: not a plain numeric .npy array ({e})") from e
     except (OSError, EOFError) as e:
-        raise BigBiGANError(f"{path}: unreadable .npy file ({e})") from None
+        raise BigBiGANError(f"{path}: unreadable .npy file ({e})") from e
     if not array.dtype.isnative:  # big-endian data: the same values in this machine's order
         array = array.astype(array.dtype.newbyteorder("="))
     return array

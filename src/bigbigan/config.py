@@ -113,7 +113,7 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
     try:
         return cls(**values)
     except TypeError as e:
-        raise BigBiGANError(f"{source}: bad {cls.__name__}: {e}") from None
+        raise BigBiGANError(f"{source}: bad {cls.__name__}: {e}") from e
 
 
 def dumps(config: Any) -> str:

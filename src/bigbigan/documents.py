@@ -86,9 +86,9 @@ def read_document(
     try:
         doc = json.loads(Path(path).read_text())
     except OSError as e:
-        raise BigBiGANError(f"{path}: cannot read ({e.strerror})") from None
+        raise BigBiGANError(f"{path}: cannot read ({e.strerror})") from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BigBiGANError(f"{path}: not valid JSON ({e})") from None
+        raise BigBiGANError(f"{path}: not valid JSON ({e})") from e
     if not isinstance(doc, dict):
         raise BigBiGANError(f"{path}: expected a JSON object, found {type(doc).__name__}")
     doc = normalise_header(doc)

@@ -116,7 +116,7 @@ def _export_program(
                 verbose=False,
             )
     except Exception as e:  # the exporter raises many types; the message is what matters
-        raise BigBiGANError(f"--opset {opset}: ONNX export failed: {_first_line(e)}") from None
+        raise BigBiGANError(f"--opset {opset}: ONNX export failed: {_first_line(e)}") from e
 
 
 def _check_file(
@@ -136,7 +136,7 @@ def _check_file(
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        raise BigBiGANError(f"{out}: the ONNX checker rejects it: {_first_line(e)}") from None
+        raise BigBiGANError(f"{out}: the ONNX checker rejects it: {_first_line(e)}") from e
     with OnnxRuntimeRunner(path) as runner:
         if runner.inputs != specs or runner.outputs != out_specs:
             raise BigBiGANError(

@@ -53,10 +53,10 @@ def require_regular(path: str | os.PathLike[str], what: str = "file") -> os.stat
     socket or directory is ever opened for reading."""
     try:
         st = os.stat(path)
-    except FileNotFoundError:
-        raise BigBiGANError(f"{path}: no such {what}") from None
+    except FileNotFoundError as err:
+        raise BigBiGANError(f"{path}: no such {what}") from err
     except OSError as e:
-        raise os_error(path, e) from None
+        raise os_error(path, e) from e
     if not stat.S_ISREG(st.st_mode):
         kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
         raise BigBiGANError(f"{path}: expected a regular {what}, found {kind}")
@@ -171,11 +171,11 @@ def ensure_dir(path: str | os.PathLike[str], flag: str = "--out") -> Path:
         probe = probe.parent
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
+    except FileExistsError as err:
         reason = "a file of that name exists"
-        raise BigBiGANError(f"{flag} {path}: cannot create directory ({reason})") from None
+        raise BigBiGANError(f"{flag} {path}: cannot create directory ({reason})") from err
     except OSError as e:
-        raise BigBiGANError(f"{flag} {path}: cannot create directory ({e.strerror})") from None
+        raise BigBiGANError(f"{flag} {path}: cannot create directory ({e.strerror})") from e
     if missing and _scopes:
         _scopes[-1].created.append(missing[-1])  # the top one: removing it removes the rest
     if not os.access(path, os.W_OK):
@@ -230,7 +230,7 @@ def atomic_path(path: str | os.PathLike[str], *, replaces_input: bool = False) -
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=parent)
     except OSError as e:
-        raise os_error(path, e) from None
+        raise os_error(path, e) from e
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -242,7 +242,7 @@ def atomic_path(path: str | os.PathLike[str], *, replaces_input: bool = False) -
             guard_output(path)  # the block may have read it
         os.replace(tmp_path, path)
     except OSError as e:
-        raise os_error(path, e) from None
+        raise os_error(path, e) from e
     finally:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
@@ -282,9 +282,9 @@ def read_json_document(
     try:
         doc = json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise BigBiGANError(f"{path}: not valid JSON ({e})") from None
+        raise BigBiGANError(f"{path}: not valid JSON ({e})") from e
     except OSError as e:
-        raise os_error(path, e) from None
+        raise os_error(path, e) from e
     if not isinstance(doc, dict):
         raise BigBiGANError(f"{path}: expected a JSON object, found {type(doc).__name__}")
     if expected_format is not None and doc.get("format") != expected_format:
@@ -301,17 +301,17 @@ def directory_lock(directory: str | os.PathLike[str], flag: str = "--out") -> It
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
-        raise os_error(f"{flag} {directory}", e) from None
+        raise os_error(f"{flag} {directory}", e) from e
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise os_error(f"{flag} {directory}", e) from None
+                raise os_error(f"{flag} {directory}", e) from e
             raise BigBiGANError(
                 f"{flag} {directory}: another bigbigan process is writing to it; "
                 "wait for it to finish or use another directory"
-            ) from None
+            ) from e
         yield
     finally:
         os.close(fd)

@@ -107,8 +107,8 @@ def specs_from_json(data: object, source: str) -> list[TensorSpec]:
             ):
                 raise ValueError(shape)
             specs.append(TensorSpec(str(item["name"]), item["dtype"], tuple(shape)))
-        except (KeyError, TypeError, ValueError):
-            raise BigBiGANError(f"{source}: {expected}, found {str(item)[:80]}") from None
+        except (KeyError, TypeError, ValueError) as err:
+            raise BigBiGANError(f"{source}: {expected}, found {str(item)[:80]}") from err
     return specs
 
 

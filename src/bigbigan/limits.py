@@ -113,7 +113,7 @@ def check_npy(path: str | Path) -> None:
             shape, _, dtype = reader(f)
             offset = f.tell()
     except (ValueError, OSError, EOFError) as e:
-        raise BigBiGANError(f"{path}: not a plain numeric .npy array ({e})") from None
+        raise BigBiGANError(f"{path}: not a plain numeric .npy array ({e})") from e
     if dtype.hasobject:
         raise BigBiGANError(f"{path}: holds Python objects (a pickle), expected a numeric array")
     claimed = dtype.itemsize * math.prod(shape)

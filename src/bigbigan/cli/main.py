@@ -178,8 +178,9 @@ def _report(command: str, message: str, shown: BaseException | None) -> None:
 
 
 def _unsuppress(e: BaseException | None) -> None:
-    """Show the causes `raise ... from None` hid: with a traceback asked for, the boundary, not
-    the raise site, decides what is worth seeing."""
+    """Show the causes a `raise ... from None` hid (our library chains its causes with
+    `from err`; code we call may not): with a traceback asked for, the boundary, not the raise
+    site, decides what is worth seeing."""
     seen: set[int] = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))

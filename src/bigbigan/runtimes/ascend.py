@@ -49,7 +49,7 @@ def static_onnx(model: Any, batch: int) -> Any:
     try:
         return onnx.shape_inference.infer_shapes(static, check_type=True, strict_mode=True)
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as e:
-        raise BigBiGANError(f"fixing the batch to {batch} breaks shape inference: {e}") from None
+        raise BigBiGANError(f"fixing the batch to {batch} breaks shape inference: {e}") from e
 
 
 def atc_command(
@@ -106,7 +106,7 @@ def _build_ascend(job: CompileJob) -> CompileReport:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         msg = f"{static_path}: the ONNX checker rejects it: {first_line(e)}"
-        raise BigBiGANError(msg) from None
+        raise BigBiGANError(msg) from e
     inputs, outputs = onnx_specs(model)
     with staged(static_path) as path:
         onnx.save_model(model, str(path))

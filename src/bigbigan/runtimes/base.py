@@ -187,8 +187,8 @@ def cuda_index(device: str) -> int:
     _, _, index = device.partition(":")
     try:
         return int(index) if index else 0
-    except ValueError:
-        raise BigBiGANError(f"--device {device}: expected cpu, cuda or cuda:N") from None
+    except ValueError as err:
+        raise BigBiGANError(f"--device {device}: expected cpu, cuda or cuda:N") from err
 
 
 def require_cuda(device: str, backend: str) -> None:

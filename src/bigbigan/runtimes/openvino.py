@@ -50,10 +50,10 @@ HINTS = {"fp32": "f32", "bf16": "bf16"}  # our precision names -> INFERENCE_PREC
 def import_openvino() -> ModuleType:
     try:
         import openvino
-    except ImportError:
+    except ImportError as err:
         raise BigBiGANError(
             "OpenVINO is not installed: pip install openvino (or 'bigbigan[perf]')"
-        ) from None
+        ) from err
     return openvino
 
 
@@ -140,7 +140,7 @@ class OpenVINORunner(Runner):
             self._request = self._compiled.create_infer_request()
         except Exception as e:  # OpenVINO raises RuntimeError with multi-line C++ context
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise BigBiGANError(f"{self.path}: OpenVINO cannot compile it: {first}") from None
+            raise BigBiGANError(f"{self.path}: OpenVINO cannot compile it: {first}") from e
         inputs = [_spec(port) for port in self._compiled.inputs]
         outputs = [_spec(port) for port in self._compiled.outputs]
         # A compiled port may also carry a fused later tensor's name (x2 as `_to_copy`): names
@@ -167,7 +167,7 @@ class OpenVINORunner(Runner):
             results = self._request.infer([feed[spec.name] for spec in self.inputs])
         except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise BigBiGANError(f"{self.path}: OpenVINO failed: {first}") from None
+            raise BigBiGANError(f"{self.path}: OpenVINO failed: {first}") from e
         # The request reuses its output buffers: copy before the next call.
         return {
             spec.name: np.array(results[port], copy=True)
@@ -211,7 +211,7 @@ def _build_openvino(job: CompileJob) -> CompileReport:
             ov.save_model(model, str(path), compress_to_fp16=False)
         except Exception as e:  # OpenVINO's frontends raise RuntimeError and friends
             msg = f"{job.onnx_path}: OpenVINO cannot convert it: {first_line(e)}"
-            raise BigBiGANError(msg) from None
+            raise BigBiGANError(msg) from e
         report = CompileReport("openvino", job.precision, job.out, time.perf_counter() - started)
         onnx_path.unlink()
         report.note = f"OpenVINO {ov.__version__} IR, INFERENCE_PRECISION_HINT {job.precision}"

@@ -36,8 +36,8 @@ NOT_INSTALLED = (
 def import_tensorrt() -> ModuleType:
     try:
         import tensorrt
-    except ImportError:
-        raise BigBiGANError(NOT_INSTALLED) from None
+    except ImportError as err:
+        raise BigBiGANError(NOT_INSTALLED) from err
     return tensorrt
 
 

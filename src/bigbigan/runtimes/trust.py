@@ -47,7 +47,7 @@ def record(path: str | os.PathLike[str]) -> str:
             os.close(os.open(entry, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
     except OSError as e:
         where = f"trust store {entry.parent} (set {ENV} to a writable folder)"
-        raise os_error(where, e) from None
+        raise os_error(where, e) from e
     return digest
 
 

@@ -37,10 +37,10 @@ def import_gradio() -> Any:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home (closed networks)
     try:
         import gradio
-    except ImportError:
+    except ImportError as err:
         raise BigBiGANError(
             "bigbigan serve needs Gradio: pip install -e '.[serve]' (or pip install gradio)"
-        ) from None
+        ) from err
     return gradio
 
 

@@ -41,8 +41,8 @@ def check_upload(path: Path, name: str | None = None, max_bytes: int = MAX_UPLOA
     try:
         with Image.open(path) as picture:
             fmt, (width, height) = picture.format, picture.size
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        raise UploadError(f"upload refused: {name} is not an image ({accepted} expected)") from None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+        raise UploadError(f"upload refused: {name} is not an image ({accepted} expected)") from err
     if fmt not in FORMATS:
         raise UploadError(f"upload refused: {name} is a {fmt} image, expected {accepted}")
     if width * height > MAX_PIXELS:
@@ -69,7 +69,7 @@ def load_upload(
             picture = picture.convert("L" if channels == 1 else "RGB")
             picture = picture.resize((resolution, resolution), Image.BILINEAR)
     except (OSError, ValueError) as e:
-        raise UploadError(f"upload refused: {name or path.name} cannot be decoded ({e})") from None
+        raise UploadError(f"upload refused: {name or path.name} cannot be decoded ({e})") from e
     pixels = np.asarray(picture, dtype=np.float32) / 255.0
     if invert:
         pixels = 1.0 - pixels

@@ -215,7 +215,7 @@ def save(
         shutil.rmtree(staging, ignore_errors=True)
         with contextlib.suppress(OSError):
             pointer_tmp.unlink()
-        raise os_error(final, e) from None
+        raise os_error(final, e) from e
     except BaseException:  # Ctrl-C: no temporary is left behind either
         shutil.rmtree(staging, ignore_errors=True)
         with contextlib.suppress(OSError):
@@ -327,7 +327,7 @@ def load_verified(directory: Path, files: dict[str, str], name: str) -> dict[str
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as e:
-        raise BigBiGANError(f"{path}: not a readable safetensors file ({e})") from None
+        raise BigBiGANError(f"{path}: not a readable safetensors file ({e})") from e
 
 
 def check_size(ckpt: Checkpoint) -> None:

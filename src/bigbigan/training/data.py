@@ -125,7 +125,7 @@ def _read_bytes(path: Path) -> bytes:
                 return f.read()
         return path.read_bytes()
     except (OSError, EOFError, zlib.error) as e:
-        raise BigBiGANError(f"{path}: cannot read ({e})") from None
+        raise BigBiGANError(f"{path}: cannot read ({e})") from e
 
 
 def _find(folder: Path, names: list[str], shown: str) -> Path:

@@ -62,8 +62,8 @@ def rank_device(device: str, local_rank: int) -> torch.device:
     """`--device` under torchrun: `cpu` stays `cpu`; `cuda` becomes `cuda:LOCAL_RANK`."""
     try:
         requested = torch.device(device)
-    except RuntimeError:
-        raise BigBiGANError(f"--device {device}: not a device name (cpu, cuda)") from None
+    except RuntimeError as err:
+        raise BigBiGANError(f"--device {device}: not a device name (cpu, cuda)") from err
     if requested.type == "cpu":
         return requested
     if requested.type != "cuda":
