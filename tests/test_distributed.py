@@ -18,7 +18,7 @@ from bigbigan import generate
 from bigbigan.cli.main import main
 from bigbigan.config import TrainConfig
 from bigbigan.errors import BigBiGANError
-from bigbigan.training import checkpoint, distributed
+from bigbigan.training import checkpoint, distributed, replica_layers
 from bigbigan.training import loop as train
 
 TINY = {"dataset": "digits", "batch_size": 16, "seed": 3}
@@ -290,7 +290,7 @@ def test_sharded_dropout_masks_are_the_single_process_masks():
     got = torch.empty_like(x)
     for rank in range(world):
         torch.manual_seed(0)  # every rank's torch generator is in the same state
-        layer = distributed.ShardedDropout(0.2, rank=rank, world_size=world, local_batch=b)
+        layer = replica_layers.ShardedDropout(0.2, rank=rank, world_size=world, local_batch=b)
         rows = [slice(rank * b, (rank + 1) * b), slice(6 + rank * b, 6 + (rank + 1) * b)]
         out = layer.train()(torch.cat([x[rows[0]], x[rows[1]]]))
         got[rows[0]], got[rows[1]] = out[:b], out[b:]
@@ -302,8 +302,8 @@ def test_layer_swaps_keep_the_checkpoint_keys():
     model = train.BigBiGAN(train.model_config_for("digits", ch=8))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     params = [id(p) for p in model.parameters()]
-    distributed.shard_dropout(model, rank=0, world_size=2, local_batch=8)
-    distributed.convert_sync_batchnorm(model)
+    replica_layers.shard_dropout(model, rank=0, world_size=2, local_batch=8)
+    replica_layers.convert_sync_batchnorm(model)
     assert not any(type(m) in (nn.Dropout, nn.BatchNorm2d) for m in model.modules())
     assert [id(p) for p in model.parameters()] == params  # optimizers keep working
     after = model.state_dict()
@@ -328,8 +328,8 @@ def test_cpu_sync_batchnorm_computes_batch_norm(gloo_world_of_one, monkeypatch):
     x = (torch.randn(6, 4, 5, 5) * 3 + 1).requires_grad_()
     weight = torch.randn(6, 4, 5, 5)
     plain = nn.BatchNorm2d(4, eps=1e-3, momentum=0.01)
-    synced = distributed.CPUSyncBatchNorm(4, eps=1e-3, momentum=0.01)
-    monkeypatch.setattr(distributed.dist, "get_world_size", lambda *a: 2)
+    synced = replica_layers.CPUSyncBatchNorm(4, eps=1e-3, momentum=0.01)
+    monkeypatch.setattr(replica_layers.dist, "get_world_size", lambda *a: 2)
     outputs, grads = [], []
     for layer in (plain, synced):
         y = layer.train()(x)
