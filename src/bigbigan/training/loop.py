@@ -4,6 +4,7 @@ Per generator/encoder step: `d_steps` discriminator steps on the same real batch
 noise; the last of them also yields the scores that update G and E (as one gradient tape would).
 Every epoch (and on Ctrl-C) the run directory gets an atomic checkpoint, a sample grid from fixed
 noise and the loss log; a resumed run replays the same batches and noise as an unbroken one.
+What a checkpoint holds of the run is in state.py, the log, grid and curves in outputs.py.
 
 Under torchrun (`replicas`, see distributed.py) each rank trains on its slice of every global
 batch with the same noise, dropout masks and averaged gradients; only rank 0 writes. Without
@@ -17,7 +18,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,30 +29,15 @@ from tqdm import tqdm
 from bigbigan import fsutil, limits
 from bigbigan.config import ModelConfig, TrainConfig
 from bigbigan.errors import BigBiGANError
-from bigbigan.fsutil import atomic_path, ensure_dir, write_text
-from bigbigan.images import save_grid
+from bigbigan.fsutil import ensure_dir
 from bigbigan.model.networks import BigBiGAN
 from bigbigan.training import checkpoint
 from bigbigan.training.data import dataset_info, iterate_minibatches, load_dataset
 from bigbigan.training.distributed import Replicas, deferred_interrupts
 from bigbigan.training.losses import discriminator_loss, generator_encoder_loss
-from bigbigan.training.sampling import class_labels, truncated_normal
-
-LOG_FILE = "log.jsonl"
-SAMPLES_FILE = "samples.png"
-LOSSES_FILE = "losses.png"
-SAMPLE_SEED = 1234  # fixed noise for the sample grids, independent of the training seed
-
-
-@dataclass
-class Run:
-    """Everything that changes while training; saved whole in each checkpoint."""
-
-    model: BigBiGAN
-    opt_d: torch.optim.Optimizer
-    opt_ge: torch.optim.Optimizer
-    noise_rng: np.random.Generator
-    step: int = 0
+from bigbigan.training.outputs import LOG_FILE, LOSSES_FILE, plot_losses, trim_log
+from bigbigan.training.sampling import truncated_normal
+from bigbigan.training.state import Run, restore_run, save_run
 
 
 def model_config_for(dataset: str, **overrides: object) -> ModelConfig:
@@ -177,134 +163,6 @@ def train_step(
     return losses
 
 
-def _train_state(run: Run) -> tuple[dict[str, torch.Tensor], dict]:
-    tensors_d, groups_d = checkpoint.flatten_optimizer("opt_d", run.opt_d)
-    tensors_ge, groups_ge = checkpoint.flatten_optimizer("opt_ge", run.opt_ge)
-    tensors = {**tensors_d, **tensors_ge, "torch_rng": torch.get_rng_state()}
-    extra = {
-        "opt_d_groups": groups_d,
-        "opt_ge_groups": groups_ge,
-        "noise_rng": run.noise_rng.bit_generator.state,
-    }
-    return tensors, extra
-
-
-def save_run(
-    run: Run,
-    cfg: TrainConfig,
-    out: Path,
-    extra: dict[str, Any] | None = None,
-    keep: int = checkpoint.KEEP,
-) -> None:
-    """Checkpoint (the last `keep` are kept) and sample grid; `extra` adds keys to
-    checkpoint.json's "extra"."""
-    tensors, state_extra = _train_state(run)
-    extra = {**state_extra, **(extra or {})}
-    checkpoint.save(
-        out, run.model, train=cfg, step=run.step, train_state=tensors, extra=extra, keep=keep
-    )
-    fsutil.keep(out)  # a failure from here on must not remove a run that can be resumed
-    save_samples(run.model, out / SAMPLES_FILE)
-
-
-def restore_run(run: Run, out: Path) -> TrainConfig:
-    ckpt = resumable(out)
-    if ckpt.model != run.model.cfg:
-        raise BigBiGANError(
-            f"--resume {out}: the checkpoint's architecture differs from the requested one "
-            f"({differences(ckpt.model, run.model.cfg)})"
-        )
-    device = next(run.model.parameters()).device
-    checkpoint.load_state(
-        run.model,
-        checkpoint.load_tensors(ckpt, checkpoint.MODEL_FILE),
-        ckpt.directory / checkpoint.MODEL_FILE,
-    )
-    state = checkpoint.load_tensors(ckpt, checkpoint.STATE_FILE)
-    checkpoint.restore_optimizer("opt_d", run.opt_d, state, ckpt.extra["opt_d_groups"])
-    checkpoint.restore_optimizer("opt_ge", run.opt_ge, state, ckpt.extra["opt_ge_groups"])
-    run.model.to(device)
-    torch.set_rng_state(state["torch_rng"])
-    run.noise_rng.bit_generator.state = ckpt.extra["noise_rng"]
-    run.step = ckpt.step
-    assert ckpt.train is not None
-    return ckpt.train
-
-
-def resumable(out: Path) -> checkpoint.Checkpoint:
-    """The checkpoint `--resume --out RUN` continues from: one with a training state."""
-    if not (Path(out) / checkpoint.CONFIG_FILE).exists() and not checkpoint.step_folders(out):
-        raise BigBiGANError(f"--resume {out}: no checkpoint to resume from")
-    ckpt = checkpoint.read(out)
-    if ckpt.train is None or checkpoint.STATE_FILE not in ckpt.files:
-        raise BigBiGANError(f"--resume {out}: its checkpoint holds no training state to resume")
-    return ckpt
-
-
-def differences(saved: Any, requested: Any) -> str:
-    """`ch: checkpoint 8, requested 16; ...` for two configs of one dataclass."""
-    return "; ".join(
-        f"{key}: checkpoint {value!r}, requested {getattr(requested, key)!r}"
-        for key, value in saved.__dict__.items()
-        if getattr(requested, key) != value
-    )
-
-
-@torch.no_grad()
-def save_samples(model: BigBiGAN, path: Path, n: int = 100) -> None:
-    """A grid from fixed noise; each column one class when conditional."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    z = torch.from_numpy(truncated_normal(np.random.default_rng(SAMPLE_SEED), (n, model.cfg.z_dim)))
-    y = torch.from_numpy(class_labels(n, model.cfg.num_classes)).long()
-    images = model.generator(z.to(device), y.to(device) if model.cfg.conditional else None)
-    save_grid(images.float().cpu().numpy(), path, ncol=model.cfg.num_classes)
-    model.train(was_training)
-
-
-def _log_rows(path: Path) -> list[dict[str, Any]]:
-    """The log's rows; a line a kill cut short (not JSON, or no step) is skipped."""
-    rows = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int):
-            rows.append(row)
-    return rows
-
-
-def _trim_log(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint a run resumes from (and cut lines)."""
-    if path.is_file():
-        rows = [row for row in _log_rows(path) if row["step"] <= step]
-        write_text(path, "".join(json.dumps(row) + "\n" for row in rows), replaces_input=True)
-
-
-def plot_losses(log_path: Path, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    rows = _log_rows(log_path)
-    if not rows:
-        return
-    fig, ax = plt.subplots(figsize=(8, 4))
-    steps = [r["step"] for r in rows]
-    for key in ("loss_d", "loss_ge"):
-        ax.plot(steps, [r[key] for r in rows], label=key, linewidth=0.8)
-    ax.set_xlabel("generator/encoder step")
-    ax.set_ylabel("hinge loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-
-
 def train(
     cfg: TrainConfig,
     model_cfg: ModelConfig,
@@ -345,44 +203,15 @@ def _train_locked(
     sync_bn: bool,
     keep: int,
 ) -> Path:
+    """`train` inside the lock: start or restore the run, then step it to the end of its
+    schedule, checkpointing at every epoch's end, every `sample_every` steps and on a stop."""
     main = replicas is None or replicas.is_main
-    if not resume and (
-        os.path.lexists(out / checkpoint.CONFIG_FILE) or checkpoint.step_folders(out)
-    ):
-        raise BigBiGANError(f"--out {out}: already holds a run; pass --resume or another --out")
-    limits.check_memory(3 * limits.model_bytes(model_cfg), f"--ch {model_cfg.ch}")
-    if cfg.amp and not str(device).startswith("cuda"):
-        raise BigBiGANError("--amp needs --device cuda")
-    torch.manual_seed(cfg.seed)
-    model = BigBiGAN(model_cfg).to(device).train()
-    run = Run(model, *make_optimizers(model, cfg), np.random.default_rng(cfg.seed))
-    if resume:
-        saved = restore_run(run, out)
-        schedule = {"steps": cfg.steps, "epochs": cfg.epochs, "sample_every": cfg.sample_every}
-        data_dir = cfg.data_dir or saved.data_dir
-        cfg = TrainConfig(**{**saved.__dict__, **schedule, "data_dir": data_dir})
-        if main:
-            checkpoint.discard_after(out, run.step)
-    extra = None
-    if replicas is not None:  # swaps layers in place: the optimizers keep the same parameters
-        local_batch = replicas.local_batch(cfg.batch_size)
-        replicas.prepare(model, local_batch=local_batch, sync_bn=sync_bn)
-        extra = {"distributed": {"world_size": replicas.world_size, "sync_bn": sync_bn}}
-    images, labels = load_dataset(cfg.dataset, "train", cfg.data_dir)
-    if images.shape[1] != model_cfg.channels:
-        raise BigBiGANError(
-            f"--dataset {cfg.dataset}: {images.shape[1]} channels, model has {model_cfg.channels}"
-        )
-    images, labels = images.to(device), labels.to(device)
-    per_epoch = images.shape[0] // cfg.batch_size
-    if per_epoch == 0:
-        raise BigBiGANError(
-            f"--batch-size {cfg.batch_size}: larger than the dataset ({images.shape[0]} images)"
-        )
+    run, cfg, extra = _start_run(cfg, model_cfg, out, resume, device, replicas, sync_bn)
+    images, labels, per_epoch = _training_images(cfg, model_cfg, device)
     total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
     log_path = out / LOG_FILE
     if main:
-        _trim_log(log_path, run.step)
+        trim_log(log_path, run.step)
     bar = tqdm(
         total=total,
         initial=run.step,
@@ -406,37 +235,25 @@ def _train_locked(
             signals as stop_requested,
             log_path.open("a") if main else contextlib.nullcontext() as log,
         ):
-            while run.step < total:
-                epoch, skip = divmod(run.step, per_epoch)
-                batches = iterate_minibatches(
-                    images, labels, cfg.batch_size, epoch_generator(cfg.seed, epoch)
-                )
-                for index, (x, y) in enumerate(batches):
-                    if index < skip:
-                        continue
-                    if replicas is not None:
-                        x, y = replicas.shard(x), replicas.shard(y)
-                    y_in = y if model_cfg.conditional else None
-                    losses = train_step(run, x, y_in, cfg, replicas)
-                    stop = stop_requested()
-                    if replicas is not None:
-                        losses, stop = replicas.reduce_step(losses, stop)
-                    run.step += 1
+            for epoch, end_of_epoch, x, y in _batches(run, cfg, images, labels, total, replicas):
+                y_in = y if model_cfg.conditional else None
+                losses = train_step(run, x, y_in, cfg, replicas)
+                stop = stop_requested()
+                if replicas is not None:
+                    losses, stop = replicas.reduce_step(losses, stop)
+                run.step += 1
+                if main:
+                    log.write(json.dumps({"step": run.step, "epoch": epoch, **losses}) + "\n")
+                bar.update()
+                bar.set_postfix(d=f"{losses['loss_d']:.3f}", ge=f"{losses['loss_ge']:.3f}")
+                if not all(math.isfinite(v) for v in losses.values()):
+                    raise BigBiGANError(f"training diverged at step {run.step}: {losses}")
+                periodic = cfg.sample_every and run.step % cfg.sample_every == 0
+                if end_of_epoch or periodic or run.step == total or stop:
                     if main:
-                        log.write(json.dumps({"step": run.step, "epoch": epoch, **losses}) + "\n")
-                    bar.update()
-                    bar.set_postfix(d=f"{losses['loss_d']:.3f}", ge=f"{losses['loss_ge']:.3f}")
-                    if not all(math.isfinite(v) for v in losses.values()):
-                        raise BigBiGANError(f"training diverged at step {run.step}: {losses}")
-                    end_of_epoch = index == per_epoch - 1
-                    periodic = cfg.sample_every and run.step % cfg.sample_every == 0
-                    if end_of_epoch or periodic or run.step == total or stop:
-                        if main:
-                            log.flush()
-                        save()
-                    if stop or run.step == total:
-                        break
-                if stop:
+                        log.flush()
+                    save()
+                if stop or run.step == total:
                     break
     finally:
         bar.close()
@@ -450,3 +267,83 @@ def _train_locked(
     if progress and main:
         print(f"trained to step {run.step} in {elapsed:.0f} s; run directory {out}")
     return out
+
+
+def _start_run(
+    cfg: TrainConfig,
+    model_cfg: ModelConfig,
+    out: Path,
+    resume: bool,
+    device: str | torch.device,
+    replicas: Replicas | None,
+    sync_bn: bool,
+) -> tuple[Run, TrainConfig, dict[str, Any] | None]:
+    """A new run seeded from `cfg.seed`, or the one in `out` restored with this call's schedule;
+    under torchrun made a replica. Returns the run, the config to train with, and what the
+    checkpoints add to checkpoint.json's "extra"."""
+    main = replicas is None or replicas.is_main
+    if not resume and (
+        os.path.lexists(out / checkpoint.CONFIG_FILE) or checkpoint.step_folders(out)
+    ):
+        raise BigBiGANError(f"--out {out}: already holds a run; pass --resume or another --out")
+    limits.check_memory(3 * limits.model_bytes(model_cfg), f"--ch {model_cfg.ch}")
+    if cfg.amp and not str(device).startswith("cuda"):
+        raise BigBiGANError("--amp needs --device cuda")
+    torch.manual_seed(cfg.seed)
+    model = BigBiGAN(model_cfg).to(device).train()
+    run = Run(model, *make_optimizers(model, cfg), np.random.default_rng(cfg.seed))
+    if resume:
+        saved = restore_run(run, out)
+        schedule = {"steps": cfg.steps, "epochs": cfg.epochs, "sample_every": cfg.sample_every}
+        data_dir = cfg.data_dir or saved.data_dir
+        cfg = TrainConfig(**{**saved.__dict__, **schedule, "data_dir": data_dir})
+        if main:
+            checkpoint.discard_after(out, run.step)
+    extra = None
+    if replicas is not None:  # swaps layers in place: the optimizers keep the same parameters
+        local_batch = replicas.local_batch(cfg.batch_size)
+        replicas.prepare(model, local_batch=local_batch, sync_bn=sync_bn)
+        extra = {"distributed": {"world_size": replicas.world_size, "sync_bn": sync_bn}}
+    return run, cfg, extra
+
+
+def _training_images(
+    cfg: TrainConfig, model_cfg: ModelConfig, device: str | torch.device
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The training split on `device`, and the number of whole batches in one epoch."""
+    images, labels = load_dataset(cfg.dataset, "train", cfg.data_dir)
+    if images.shape[1] != model_cfg.channels:
+        raise BigBiGANError(
+            f"--dataset {cfg.dataset}: {images.shape[1]} channels, model has {model_cfg.channels}"
+        )
+    per_epoch = images.shape[0] // cfg.batch_size
+    if per_epoch == 0:
+        raise BigBiGANError(
+            f"--batch-size {cfg.batch_size}: larger than the dataset ({images.shape[0]} images)"
+        )
+    return images.to(device), labels.to(device), per_epoch
+
+
+def _batches(
+    run: Run,
+    cfg: TrainConfig,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    total: int,
+    replicas: Replicas | None,
+) -> Iterator[tuple[int, bool, torch.Tensor, torch.Tensor]]:
+    """(epoch, last batch of the epoch, x, y) for each step from `run.step` to `total`, this
+    rank's rows under torchrun. An epoch's shuffle depends only on (seed, epoch), so a resumed
+    run skips to the very batch it stopped before. The caller advances `run.step`."""
+    per_epoch = images.shape[0] // cfg.batch_size
+    while run.step < total:
+        epoch, skip = divmod(run.step, per_epoch)
+        batches = iterate_minibatches(
+            images, labels, cfg.batch_size, epoch_generator(cfg.seed, epoch)
+        )
+        for index, (x, y) in enumerate(batches):
+            if index < skip:
+                continue
+            if replicas is not None:
+                x, y = replicas.shard(x), replicas.shard(y)
+            yield epoch, index == per_epoch - 1, x, y

@@ -54,7 +54,7 @@ def resume_configs(
 ) -> tuple[TrainConfig, ModelConfig]:
     """The configs of the run in `out`, with the schedule (and harmless flags) given in `args`;
     a given flag that contradicts the checkpoint is an error naming both values."""
-    from bigbigan.training.loop import resumable
+    from bigbigan.training.state import resumable
 
     ckpt = resumable(Path(out))
     assert ckpt.train is not None
