@@ -13,7 +13,8 @@ from bigbigan.config import TrainConfig
 from bigbigan.errors import BigBiGANError
 from bigbigan.quality import evaluate as evaluate_module
 from bigbigan.quality.classifier import ClassifierConfig, train_classifier
-from bigbigan.quality.evaluate import default_classifier_path, evaluate, format_report
+from bigbigan.quality.evaluate import default_classifier_path, evaluate
+from bigbigan.quality.report import format_report
 from bigbigan.training.loop import model_config_for, train
 
 SMALL = {"n": 30, "seed": 3, "batch_size": 16, "probe_train": 200}

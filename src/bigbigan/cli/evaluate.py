@@ -34,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> None:
-    from bigbigan.quality.evaluate import evaluate, format_report
+    from bigbigan.quality.evaluate import evaluate
+    from bigbigan.quality.report import format_report
     from bigbigan.shipped import shipped_checkpoint
 
     groups.torch_device(args.device)
