@@ -15,6 +15,7 @@ Reproduce the shipped Fashion-MNIST classifier with
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,36 @@ def _augment(x: torch.Tensor, flip: bool, generator: torch.Generator) -> torch.T
     return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
 
 
+def _train_epoch(
+    model: Classifier,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    batches: Sequence[torch.Tensor],
+    flip: bool,
+    generator: torch.Generator,
+    device: str,
+) -> tuple[float, int]:
+    """One pass over `batches` (index tensors into the training split), each augmented with
+    `generator`; returns the mean loss and the accuracy on the augmented training batches."""
+    model.train()
+    loss_sum, correct = 0.0, 0
+    for idx in batches:
+        x = _augment(train_x[idx], flip, generator).to(device)
+        y = train_y[idx].to(device)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=0.05)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        loss_sum += loss.item() * len(idx)
+        correct += int((logits.argmax(1) == y).sum())
+    seen = sum(len(idx) for idx in batches)
+    return loss_sum / seen, correct / seen
+
+
 def train_classifier(
     dataset: str,
     data_dir: str | None,
@@ -195,28 +226,16 @@ def train_classifier(
     history: list[dict[str, float]] = []
     started = time.perf_counter()
     for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(n, generator=generator)
-        loss_sum, correct = 0.0, 0
-        for step in range(steps_per_epoch):
-            idx = order[step * batch_size : (step + 1) * batch_size]
-            x = _augment(train_x[idx], flip, generator).to(device)
-            y = train_y[idx].to(device)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=0.05)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            loss_sum += loss.item() * len(idx)
-            correct += int((logits.argmax(1) == y).sum())
-        seen = steps_per_epoch * batch_size
+        batches = torch.randperm(n, generator=generator).split(batch_size)[:steps_per_epoch]
+        loss, train_acc = _train_epoch(
+            model, optimizer, schedule, train_x, train_y, batches, flip, generator, device
+        )
         test_acc = accuracy(model, test_x, test_y, device)
         history.append(
             {
                 "epoch": epoch + 1,
-                "loss": round(loss_sum / seen, 6),
-                "train_accuracy": round(correct / seen, 6),
+                "loss": round(loss, 6),
+                "train_accuracy": round(train_acc, 6),
                 "test_accuracy": round(test_acc, 6),
                 "seconds": round(time.perf_counter() - started, 2),
             }
@@ -224,9 +243,8 @@ def train_classifier(
         if progress:
             h = history[-1]
             print(
-                f"epoch {epoch + 1}/{epochs}: loss {h['loss']:.4f}, "
-                f"train {h['train_accuracy']:.4f}, test {h['test_accuracy']:.4f}, "
-                f"{h['seconds']:.0f} s",
+                f"epoch {epoch + 1}/{epochs}: loss {h['loss']:.4f}, train {h['train_accuracy']:.4f}"
+                f", test {h['test_accuracy']:.4f}, {h['seconds']:.0f} s",
                 flush=True,
             )
     elapsed = time.perf_counter() - started
