@@ -131,16 +131,7 @@ def generate_shards(
     """
     from bigbigan.training import checkpoint as ckpt_io
 
-    for flag, value, low in (("--count", count, 1), ("--shard-size", shard_size, 1)):
-        if value < low:
-            raise BigBiGANError(f"{flag} {value}: expected a positive integer")
-    if batch < 1 or threads < 1:
-        flag, value = ("--batch", batch) if batch < 1 else ("--threads", threads)
-        raise BigBiGANError(f"{flag} {value}: expected a positive integer")
-    if seed < 0:
-        raise BigBiGANError(f"--seed {seed}: sharded generation needs a non-negative seed")
-    shards_needed = -(-count // shard_size) * 512  # a plan entry and a manifest line each
-    limits.check_memory(shards_needed, f"--count {count} / --shard-size {shard_size}")
+    _check_shard_options(count, shard_size, batch, threads, seed)
     ckpt = ckpt_io.read(checkpoint)
     cfg = ckpt.model
     kind = torch.device(device).type
@@ -163,29 +154,7 @@ def generate_shards(
         _check_manifest(out / MANIFEST_FILE, params)
     shards = plan_shards(count, shard_size)
     mine = [s for s in shards if s.index % world == rank]
-    entries, generated, kept = [], [], []
-    runner = None
-    threads_before = torch.get_num_threads()
-    cudnn_before = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    try:
-        for shard in mine:
-            entry = _verified_entry(out, shard, params)
-            if entry is not None:
-                kept.append(shard.index)
-            else:
-                if runner is None:
-                    runner = TorchRunner(
-                        ckpt.directory, device=str(device), threads=params["threads"]
-                    ).load()
-                entry = _write_shard(runner, out, shard, params)
-                generated.append(shard.index)
-            entries.append(entry)
-    finally:
-        if runner is not None:
-            runner.close()
-        torch.set_num_threads(threads_before)
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_before
+    entries, generated, kept = _run_shards(ckpt.directory, out, mine, params, str(device))
     if replicas is not None:
         parts = replicas.all_gather_object((entries, generated, kept))
         entries = [e for part in parts for e in part[0]]
@@ -202,6 +171,51 @@ def generate_shards(
         }
         write_document(manifest, SHARDS_FORMAT, body, version=SHARDS_VERSION)
     return ShardReport(out, len(shards), generated, kept, manifest)
+
+
+def _check_shard_options(count: int, shard_size: int, batch: int, threads: int, seed: int) -> None:
+    """Refuse sizes that cannot be planned, and a plan too large for this machine's memory."""
+    for flag, value, low in (("--count", count, 1), ("--shard-size", shard_size, 1)):
+        if value < low:
+            raise BigBiGANError(f"{flag} {value}: expected a positive integer")
+    if batch < 1 or threads < 1:
+        flag, value = ("--batch", batch) if batch < 1 else ("--threads", threads)
+        raise BigBiGANError(f"{flag} {value}: expected a positive integer")
+    if seed < 0:
+        raise BigBiGANError(f"--seed {seed}: sharded generation needs a non-negative seed")
+    shards_needed = -(-count // shard_size) * 512  # a plan entry and a manifest line each
+    limits.check_memory(shards_needed, f"--count {count} / --shard-size {shard_size}")
+
+
+def _run_shards(
+    checkpoint: Path, out: Path, mine: list[Shard], params: dict, device: str
+) -> tuple[list[dict], list[int], list[int]]:
+    """This rank's shards: each verified one kept, the others written. Returns their manifest
+    entries, and the indices written and kept. The model is loaded only if a shard needs it;
+    torch's thread count and cuDNN flags are restored afterwards."""
+    entries, generated, kept = [], [], []
+    runner = None
+    threads_before = torch.get_num_threads()
+    cudnn_before = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        for shard in mine:
+            entry = _verified_entry(out, shard, params)
+            if entry is not None:
+                kept.append(shard.index)
+            else:
+                if runner is None:
+                    runner = TorchRunner(checkpoint, device=device, threads=params["threads"])
+                    runner.load()
+                entry = _write_shard(runner, out, shard, params)
+                generated.append(shard.index)
+            entries.append(entry)
+    finally:
+        if runner is not None:
+            runner.close()
+        torch.set_num_threads(threads_before)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_before
+    return entries, generated, kept
 
 
 def _write_shard(runner: TorchRunner, out: Path, shard: Shard, params: dict) -> dict:
