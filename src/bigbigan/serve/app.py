@@ -194,7 +194,12 @@ def build_page(
     classifier: Path | None,
     examples: list[Path],
 ) -> Any:
-    """The Gradio Blocks of the page; every handler goes through `engine`."""
+    """The Gradio Blocks of the page; every handler goes through `engine`.
+
+    Longer than our functions usually are, on purpose: Gradio builds a page from the nesting of
+    `with` blocks, so this reads top to bottom as the page does, and each section's widgets stay
+    beside the handler and `.click` wiring that use them (split up, the widgets would travel
+    between functions as long tuples)."""
     gr = import_gradio()
     classes = [(name, i) for i, name in enumerate(engine.class_names)]
 
