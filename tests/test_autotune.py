@@ -55,6 +55,7 @@ def test_compile_precision_auto(
     assert main([*argv, "--out", str(out), "--batch", "8"]) == 0
     printed = capsys.readouterr().out
     meta = json.loads((tmp_path / "G.onnx.json").read_text())
+    assert (meta["format"], meta["version"]) == ("bigbigan-compiled", 1)  # still a document
     auto = meta["autotune"]
     assert f"note: {auto['why']}" in printed and auto["chosen"] == f"ort:{meta['precision']}"
     measured = {f"{c['target']}:{c['precision']}": c for c in auto["candidates"]}

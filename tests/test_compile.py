@@ -203,3 +203,30 @@ def test_aoti_package(tiny_aoti: CompileReport, tiny_onnx: ExportReport) -> None
     assert meta["outputs"] == [{"name": "images", "dtype": "float32", "shape": [None, 32, 32, 1]}]
     for batch in (1, 6):  # dynamic batch
         assert _same_as_source(tiny_onnx.path, report.path, batch=batch) <= 1e-5
+
+
+def test_sidecars_are_documents_and_old_ones_still_read(
+    tiny_ort: CompileReport, tmp_path: Path
+) -> None:
+    """Compiled sidecars carry the documents header (format and version); a sidecar written
+    before they had a version reads the same in every reader of compiled sidecars."""
+    from bigbigan.interface import read_model_sidecar
+    from bigbigan.runtimes import aoti, openvino
+    from bigbigan.runtimes.build import SIDECAR_FORMAT, SIDECAR_VERSION
+    from bigbigan.serve.artefacts import describe
+
+    meta = json.loads(tiny_ort.sidecar.read_text())
+    assert list(meta)[:2] == ["format", "version"]
+    assert (meta["format"], meta["version"]) == (SIDECAR_FORMAT, SIDECAR_VERSION)
+    old = {k: v for k, v in meta.items() if k != "version"}  # as the first sidecars were
+    ort = tmp_path / "G.ort"
+    shutil.copyfile(tiny_ort.path, ort)
+    (tmp_path / "G.ort.json").write_text(json.dumps(old))
+    assert read_model_sidecar(ort, SIDECAR_FORMAT)["inputs"][0].name == "x1"
+    assert describe(ort) == ("compiled ort", "fp32")
+    with open_runner(ort) as runner:
+        assert [s.name for s in runner.inputs] == ["x1", "x2"]
+    (tmp_path / "G.xml.json").write_text(json.dumps(old))
+    assert openvino.read_ir_sidecar(tmp_path / "G.xml")["outputs"][0].name == "images"
+    (tmp_path / "G.pt2.json").write_text(json.dumps({**old, "format": aoti.SIDECAR_FORMAT}))
+    assert aoti.read_sidecar(tmp_path / "G.pt2")["inputs"][1].name == "x2"

@@ -23,7 +23,7 @@ from bigbigan.runtimes.build import (
     compiled_meta,
     staged,
     validate,
-    write_json,
+    write_sidecar,
 )
 from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
 from bigbigan.runtimes.registry import BenchRow, BenchSettings
@@ -49,7 +49,7 @@ def build_toy(job: CompileJob) -> CompileReport:
         report = CompileReport("toy", job.precision, job.out, time.perf_counter() - started)
         report.max_abs_diff = validate(job, ToyRunner, path, batch=4)
         report.sidecar = sidecar_path(job.out)
-        write_json(sidecar_path(path), compiled_meta(job, report))
+        write_sidecar(path, compiled_meta(job, report))
     return report
 
 

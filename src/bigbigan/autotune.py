@@ -13,7 +13,6 @@ noise between two near-equal artefacts does not flip the choice from one run to 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from bigbigan.cpu import has_native_bf16, isa_class, relevant_flags
+from bigbigan.documents import read_document, sidecar_path
 from bigbigan.errors import BigBiGANError
 from bigbigan.interface import random_feed
 
@@ -172,6 +172,7 @@ def compile_auto(
     """Build every candidate with `build` (compile_model), time them, write the winner to `out`
     with its suffix (`out` = `G` or `G.onnx` -> `G.onnx` or `G.pt2`) and an `autotune` record
     in its sidecar. Returns the winner's CompileReport, its note the one-line explanation."""
+    from bigbigan.runtimes.build import write_sidecar
     from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
 
     if not max_mean_diff > 0:
@@ -205,8 +206,9 @@ def compile_auto(
                 c.skipped = f"mean |d| {c.mean_abs_diff:.3g} > --max-mean-diff {max_mean_diff:g}"
         winner, why = choose(candidates, max_mean_diff)
         final = stem.with_name(stem.name + SUFFIX[winner.target])
-        sidecar = winner.path.with_name(winner.path.name + ".json")
-        meta = json.loads(sidecar.read_text())
+        meta = read_document(sidecar_path(winner.path))
+        doc_format = meta.pop("format")
+        meta.pop("version", None)
         meta["autotune"] = {
             "chosen": winner.key,
             "why": why,
@@ -223,11 +225,11 @@ def compile_auto(
             "cpu": {"isa_class": isa_class(), "flags": relevant_flags()},
             "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         }
-        sidecar.write_text(json.dumps(meta, indent=2) + "\n")
-        os.replace(sidecar, final.with_name(final.name + ".json"))
+        write_sidecar(winner.path, meta, doc_format)
+        os.replace(sidecar_path(winner.path), sidecar_path(final))
         os.replace(winner.path, final)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = reports[winner.key]
-    report.path, report.sidecar, report.note = final, final.with_name(final.name + ".json"), why
+    report.path, report.sidecar, report.note = final, sidecar_path(final), why
     return report

@@ -37,6 +37,7 @@ from bigbigan.runtimes.build import (
     CompileJob,
     CompileReport,
     calibration_feeds,
+    write_sidecar,
 )
 from bigbigan.runtimes.build import accuracy as _accuracy
 from bigbigan.runtimes.build import compiled_meta as _meta
@@ -44,7 +45,6 @@ from bigbigan.runtimes.build import first_line as _first_line
 from bigbigan.runtimes.build import reduced_meta as _reduced_meta
 from bigbigan.runtimes.build import rewrites_note as _rewrites_note
 from bigbigan.runtimes.build import staged as _staged
-from bigbigan.runtimes.build import write_json as _write_json
 from bigbigan.runtimes.registry import (
     BenchRow,
     BenchSettings,
@@ -332,14 +332,14 @@ def _build_aoti_package(
             raise BigBiGANError(msg) from None
         seconds = time.perf_counter() - started
         report, meta = _package_report(job, seconds, ckpt, configs, rewrites, autocast_bf16)
-        _write_json(_sidecar(staged), meta)  # the runner reads names from it
+        write_sidecar(staged, meta, SIDECAR_FORMAT)  # the runner reads names from it
         batch = job.batch or (REDUCED_VALIDATE_BATCH if job.reduced else 4)
         report.max_abs_diff, mean_abs = _accuracy(job, AOTIRunner, staged, batch=batch)
         meta["max_abs_diff_vs_source"] = report.max_abs_diff
         if job.reduced:
             report.mean_abs_diff = mean_abs
             meta.update(_reduced_meta(job, report))
-        _write_json(_sidecar(staged), meta)
+        write_sidecar(staged, meta, SIDECAR_FORMAT)
     return report
 
 
@@ -370,7 +370,6 @@ def _package_report(
     report.sidecar = _sidecar(job.out)
     meta = _meta(job, report, rewrites=dict(rewrites))
     meta.update(
-        format=SIDECAR_FORMAT,
         checkpoint=str(ckpt.directory.resolve()),
         step=ckpt.step,
         inputs=specs_to_json(job.inputs),

@@ -23,7 +23,7 @@ from bigbigan.runtimes.build import (
     first_line,
     staged,
     validate,
-    write_json,
+    write_sidecar,
 )
 from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
 from bigbigan.runtimes.registry import builder, register_target
@@ -118,7 +118,7 @@ def _build_ascend(job: CompileJob) -> CompileReport:
         report.sidecar = sidecar_path(static_path)
         meta = compiled_meta(job, report, static_batch=batch, command=report.command)
         meta["inputs"], meta["outputs"] = specs_to_json(inputs), specs_to_json(outputs)
-        write_json(sidecar_path(path), meta)
+        write_sidecar(path, meta)
     if shutil.which("atc") is None:
         report.note = (
             f"static ONNX, batch {batch}; atc is not on PATH, so {out.name} was not built: "

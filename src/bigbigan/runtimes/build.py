@@ -5,12 +5,13 @@ Every artifact is run on one seeded feed beside the source ONNX in ONNX Runtime 
 renamed into place; fp32 must match within `--tolerance` (max abs), reduced precision within
 its own bounds (PRECISION_LIMITS), and its accuracy cost goes into the sidecar. The builders
 themselves live with their backend (runtimes/<backend>.py) and are found through the registry.
+Sidecars are documents (bigbigan.documents: the `format`/`version` header, written atomically);
+those written before they carried a version still read, since their readers ask for none.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -21,12 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.documents import sidecar_path
+from bigbigan.documents import document_text, sidecar_path
 from bigbigan.errors import BigBiGANError
+from bigbigan.fsutil import write_text
 from bigbigan.interface import TensorSpec
 from bigbigan.runtimes.base import Runner
 
 SIDECAR_FORMAT = "bigbigan-compiled"
+SIDECAR_VERSION = 1  # the first compiled sidecars had no version: version 1 reads them too
 
 # Accuracy bounds of reduced precision vs the fp32 source ONNX, on pixels in [0, 1]:
 # (mean abs diff, max abs diff). The mean is the accuracy cost that matters (the performance
@@ -164,10 +167,10 @@ def calibration_feeds(
 
 
 def compiled_meta(job: CompileJob, report: CompileReport, **extra: Any) -> dict[str, Any]:
-    """The sidecar of a compiled artifact: provenance, interface, numbers."""
+    """The sidecar of a compiled artifact (its body: `write_sidecar` adds the header):
+    provenance, interface, numbers."""
     src = job.source_meta
     return {
-        "format": SIDECAR_FORMAT,
         "target": job.target,
         "precision": job.precision,
         "device": job.device,
@@ -205,8 +208,14 @@ def reduced_meta(job: CompileJob, report: CompileReport) -> dict[str, Any]:
     return meta
 
 
-def write_json(path: Path, meta: dict[str, Any]) -> None:
-    path.write_text(json.dumps(meta, indent=2) + "\n")
+def write_sidecar(artifact: Path, meta: dict[str, Any], doc_format: str = SIDECAR_FORMAT) -> Path:
+    """`meta` as the sidecar of `artifact` (`G.ort` -> `G.ort.json`) under the documents header,
+    atomically; `doc_format` for a backend whose runner asks for its own (aoti). A builder
+    writes it twice around validation, whose runner reads it (openvino, aoti): the second write
+    replaces a file this command has read, on purpose (the staged artifact's own sidecar)."""
+    path = sidecar_path(artifact)
+    write_text(path, document_text(doc_format, meta, SIDECAR_VERSION), replaces_input=True)
+    return path
 
 
 @contextlib.contextmanager

@@ -2,7 +2,8 @@
 
 Compile target `ort`: fp32 rewrites the upsampling (model/rewrite.py) and saves ONNX Runtime's
 optimised graph (`.onnx` or `.ort`); int8 is static post-training quantisation (QDQ; the
-format and the layers kept in fp32 chosen per CPU, bigbigan.quantize). Bench rows: the plain
+format and the layers kept in fp32 chosen per CPU, bigbigan.quantize; its builder is
+runtimes/onnxruntime_int8.py, imported when used). Bench rows: the plain
 export (`onnxruntime fp32`, every ratio's reference) and the `ort` artifacts, each also as
 `streams` single-thread copies on the CPU.
 """
@@ -17,42 +18,21 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.cpu import isa_class
 from bigbigan.documents import sidecar_path
 from bigbigan.errors import BigBiGANError
-from bigbigan.interface import TensorSpec, quiet_exporter, random_feed, specs_to_json
-from bigbigan.quantize import (
-    CALIBRATIONS,
-    ORT_QUANTISED_OPS,
-    PROBE_BATCH,
-    PROBE_SEED,
-    SELECTION_MARGIN,
-    conv_layers,
-    feed_reader,
-    images_per_second,
-    int8_convs,
-    ort_int8_format,
-    plan_ort_int8,
-    quiet_quantiser,
-)
+from bigbigan.interface import TensorSpec, specs_to_json
+from bigbigan.quantize import ort_int8_format
 from bigbigan.runtimes.base import Runner, cuda_index
 from bigbigan.runtimes.build import (
-    CALIBRATION_SAMPLES,
-    REDUCED_VALIDATE_BATCH,
     CompileJob,
     CompileReport,
-    calibration_feeds,
-    precision_limits,
-    reference,
+    compiled_meta,
+    first_line,
+    rewrites_note,
+    staged,
+    validate,
+    write_sidecar,
 )
-from bigbigan.runtimes.build import accuracy as _accuracy
-from bigbigan.runtimes.build import compiled_meta as _meta
-from bigbigan.runtimes.build import first_line as _first_line
-from bigbigan.runtimes.build import reduced_meta as _reduced_meta
-from bigbigan.runtimes.build import rewrites_note as _rewrites_note
-from bigbigan.runtimes.build import staged as _staged
-from bigbigan.runtimes.build import validate as _validate
-from bigbigan.runtimes.build import write_json as _write_json
 from bigbigan.runtimes.registry import (
     BenchRow,
     BenchSettings,
@@ -61,8 +41,6 @@ from bigbigan.runtimes.registry import (
     register_runner,
     register_target,
 )
-
-_sidecar = sidecar_path
 
 # ONNX Runtime's type strings -> numpy dtype names.
 ORT_DTYPES = {
@@ -86,10 +64,10 @@ LEVELS = ("disable", "basic", "extended", "all")
 def import_onnxruntime() -> ModuleType:
     try:
         import onnxruntime
-    except ImportError:
+    except ImportError as err:
         raise BigBiGANError(
             "ONNX Runtime is not installed: pip install onnxruntime (or onnxruntime-gpu)"
-        ) from None
+        ) from err
     return onnxruntime
 
 
@@ -144,8 +122,8 @@ def check_model_file(path: Path) -> None:
 
     try:
         model = onnx.load(str(path), format="protobuf", load_external_data=False)
-    except (DecodeError, ValueError, RuntimeError, OSError) as e:
-        raise BigBiGANError(f"{path}: not a valid ONNX model ({type(e).__name__})") from None
+    except (DecodeError, ValueError, RuntimeError, OSError) as err:
+        raise BigBiGANError(f"{path}: not a valid ONNX model ({type(err).__name__})") from err
     if model.ir_version <= 0 or not model.graph.node or not model.graph.output:
         raise BigBiGANError(f"{path}: not a valid ONNX model (no ir_version, nodes or outputs)")
 
@@ -196,9 +174,9 @@ class OnnxRuntimeRunner(Runner):
             self._session = ort.InferenceSession(
                 str(self.path), options, providers=providers_for(self.device)
             )
-        except Exception as e:  # onnxruntime raises its own, unexported exception types
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise BigBiGANError(f"{self.path}: ONNX Runtime cannot load it: {first}") from None
+        except Exception as err:  # onnxruntime raises its own, unexported exception types
+            msg = f"{self.path}: ONNX Runtime cannot load it: {first_line(err)}"
+            raise BigBiGANError(msg) from err
         inputs = [spec_from_ort(arg) for arg in self._session.get_inputs()]
         outputs = [spec_from_ort(arg) for arg in self._session.get_outputs()]
         return inputs, outputs
@@ -207,9 +185,8 @@ class OnnxRuntimeRunner(Runner):
         names = [spec.name for spec in self.outputs]
         try:
             values = self._session.run(names, feed)
-        except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise BigBiGANError(f"{self.path}: ONNX Runtime failed: {first}") from None
+        except Exception as err:
+            raise BigBiGANError(f"{self.path}: ONNX Runtime failed: {first_line(err)}") from err
         return dict(zip(names, values, strict=True))
 
     def _close_impl(self) -> None:
@@ -238,10 +215,10 @@ def _build_ort(job: CompileJob) -> CompileReport:
     fmt = "ORT" if job.out.suffix.lower() == ".ort" else "ONNX"
     source = onnx.load(str(job.onnx_path))
     rewrites = rewrite_upsampling(source) if job.rewrite else {}
-    with _staged(job.out) as staged:
+    with staged(job.out) as path:
         options = ort.SessionOptions()
         options.graph_optimization_level = graph_level(job.ort_level)
-        options.optimized_model_filepath = str(staged)
+        options.optimized_model_filepath = str(path)
         options.add_session_config_entry("session.save_model_format", fmt)
         options.log_severity_level = 3  # the hardware-specific warning goes into the note
         started = time.perf_counter()
@@ -249,130 +226,34 @@ def _build_ort(job: CompileJob) -> CompileReport:
             ort.InferenceSession(
                 source.SerializeToString(), options, providers=providers_for(job.device)
             )
-        except Exception as e:
+        except Exception as err:
             raise BigBiGANError(
-                f"{job.onnx_path}: ONNX Runtime cannot optimise it: {_first_line(e)}"
-            ) from None
+                f"{job.onnx_path}: ONNX Runtime cannot optimise it: {first_line(err)}"
+            ) from err
         seconds = time.perf_counter() - started
-        if not staged.is_file() or not staged.stat().st_size:
+        if not path.is_file() or not path.stat().st_size:
             raise BigBiGANError(f"{job.out}: ONNX Runtime wrote nothing")
-        max_abs = _validate(job, OnnxRuntimeRunner, staged, batch=job.batch or 4)
+        max_abs = validate(job, OnnxRuntimeRunner, path, batch=job.batch or 4)
         note = f"ONNX Runtime {ort.__version__}, level {job.ort_level}, {fmt} format"
-        note += _rewrites_note(rewrites)
+        note += rewrites_note(rewrites)
         if job.ort_level == "all":
             note += "; holds layout optimisations specific to this CPU: run it where it was made"
         report = CompileReport("ort", job.precision, job.out, seconds, None, note, max_abs)
-        report.sidecar = _sidecar(job.out)
-        meta = _meta(job, report, level=job.ort_level, file_format=fmt, rewrites=dict(rewrites))
+        report.sidecar = sidecar_path(job.out)
+        meta = compiled_meta(
+            job, report, level=job.ort_level, file_format=fmt, rewrites=dict(rewrites)
+        )
         meta["inputs"], meta["outputs"] = specs_to_json(job.inputs), specs_to_json(job.outputs)
-        _write_json(_sidecar(staged), meta)
+        write_sidecar(path, meta)
     return report
 
 
 @builder("ort", "int8")
 def _build_ort_int8(job: CompileJob) -> CompileReport:
-    """Static post-training quantisation for ONNX Runtime's CPU kernels: QDQ format, weights int8
-    per output channel, activations uint8 (the pairing ORT recommends on x86), 7-bit weights on
-    CPUs without VNNI, the convolutions only, calibrated on CALIBRATION_SAMPLES generator inputs
-    from the training noise distribution; the calibration and the convolutions kept in fp32 are
-    chosen by measurement to meet the int8 mean bound (bigbigan.quantize.plan_ort_int8). The
-    int8 model is then timed against the fp32 source: where it is not faster, the note says so.
-    """
-    import onnx
+    """Static post-training quantisation (runtimes/onnxruntime_int8.py, imported when used)."""
+    from bigbigan.runtimes.onnxruntime_int8 import build_ort_int8
 
-    ort = import_onnxruntime()
-    if job.device != "cpu":
-        raise BigBiGANError(f"--device {job.device}: int8 for target ort is CPU-only")
-    if job.out.suffix.lower() != ".onnx":
-        raise BigBiGANError(f"--out {job.out}: int8 for target ort writes an .onnx file")
-    try:
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-    except ImportError as e:
-        raise BigBiGANError(f"onnxruntime.quantization is unavailable: {e}") from None
-
-    fmt = ort_int8_format()
-    feeds = calibration_feeds(job.inputs, job.num_classes)
-    probe = random_feed(job.inputs, PROBE_BATCH, num_classes=job.num_classes, seed=PROBE_SEED)
-    expected = reference(job, probe)
-    name = job.outputs[0].name
-
-    with _staged(job.out) as staged:
-        work = staged.parent
-        pre = work / "pre.onnx"
-
-        def quantise(calibration: str, kept_fp32: list[str], out: Path) -> None:
-            how = CALIBRATIONS[calibration]
-            quantize_static(
-                str(pre),
-                str(out),
-                feed_reader(feeds),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                op_types_to_quantize=list(ORT_QUANTISED_OPS),
-                nodes_to_exclude=list(kept_fp32),
-                calibrate_method=getattr(CalibrationMethod, how["method"]),
-                extra_options=dict(how["extra_options"]),
-                calibration_cache_path=str(work / f"{calibration}.ranges.json"),
-                **fmt.quant_kwargs(),
-            )
-
-        def error(path: Path) -> float:
-            with OnnxRuntimeRunner(path) as runner:
-                return float(np.abs(runner.infer(probe)[name] - expected).mean())
-
-        started = time.perf_counter()
-        try:
-            with quiet_exporter(), quiet_quantiser():
-                # Fold and clean the graph first (ONNX shape inference; the symbolic pass
-                # cannot follow the exporter's batch dim and is not needed here).
-                quant_pre_process(str(job.onnx_path), str(pre), skip_symbolic_shape=True)
-                model = onnx.load(str(pre))
-                target = SELECTION_MARGIN * precision_limits(job)[0]
-                plan = plan_ort_int8(quantise, error, model, target, work, fmt)
-                if plan.probe_mean > target:
-                    raise BigBiGANError(
-                        f"{job.out}: ort int8 cannot stay within the int8 bounds (mean "
-                        f"{target:.3g} with margin) on this {isa_class()} CPU: with all but one "
-                        f"convolution in fp32 the mean is {plan.probe_mean:.3g}; nothing written"
-                    )
-                quantise(plan.calibration, plan.kept_fp32, staged)
-                plan.quantised = int8_convs(onnx.load(str(staged)))
-        except BigBiGANError:
-            raise
-        except Exception as e:  # the quantiser raises many types
-            msg = f"{job.out}: ONNX Runtime quantisation failed: {_first_line(e)}"
-            raise BigBiGANError(msg) from None
-        seconds = time.perf_counter() - started
-        max_abs, mean_abs = _accuracy(job, OnnxRuntimeRunner, staged, REDUCED_VALIDATE_BATCH)
-        fp32_speed, int8_speed = images_per_second([job.onnx_path, staged], probe)
-        kept = [conv_layers(model).get(n, n) for n in plan.kept_fp32]
-        note = (
-            f"ONNX Runtime {ort.__version__} static int8 (QDQ, per-channel, {fmt.name}, "
-            f"{plan.calibration} calibration on {CALIBRATION_SAMPLES} samples; "
-            f"{len(plan.quantised)} convolutions int8, "
-            f"{'kept in fp32: ' + ', '.join(kept) if kept else 'none kept in fp32'})"
-        )
-        if int8_speed <= fp32_speed:
-            note += (
-                f"; not faster than fp32 on this CPU ({isa_class()}: {int8_speed:.0f} vs "
-                f"{fp32_speed:.0f} images/s at batch {PROBE_BATCH}): prefer fp32 here"
-            )
-        report = CompileReport("ort", job.precision, job.out, seconds, None, note, max_abs)
-        report.mean_abs_diff = mean_abs
-        report.sidecar = _sidecar(job.out)
-        meta = _meta(job, report, file_format="ONNX", **_reduced_meta(job, report))
-        meta["quantisation"] = plan.meta(conv_layers(model))
-        meta["speed_vs_fp32"] = {
-            "batch": PROBE_BATCH,
-            "fp32_images_per_s": round(fp32_speed, 1),
-            "int8_images_per_s": round(int8_speed, 1),
-            "faster": int8_speed > fp32_speed,
-            "reference": "the fp32 source ONNX in ONNX Runtime, same threads",
-        }
-        meta["inputs"], meta["outputs"] = specs_to_json(job.inputs), specs_to_json(job.outputs)
-        _write_json(_sidecar(staged), meta)
-    return report
+    return build_ort_int8(job)
 
 
 # ---- bench rows ----

@@ -33,7 +33,7 @@ from bigbigan.runtimes.build import (
     reduced_meta,
     rewrites_note,
     staged,
-    write_json,
+    write_sidecar,
 )
 from bigbigan.runtimes.registry import (
     BenchRow,
@@ -221,14 +221,14 @@ def _build_openvino(job: CompileJob) -> CompileReport:
         report.sidecar = sidecar_path(job.out)
         meta = compiled_meta(job, report, rewrites=rewrites, inputs=specs_to_json(job.inputs))
         meta["outputs"] = specs_to_json(job.outputs)
-        write_json(sidecar_path(path), meta)  # the runner reads the hint and names from it
+        write_sidecar(path, meta)  # the runner reads the hint and names from it
         batch = job.batch or (REDUCED_VALIDATE_BATCH if job.reduced else 4)
         report.max_abs_diff, mean_abs = accuracy(job, OpenVINORunner, path, batch)
         meta["max_abs_diff_vs_source"] = report.max_abs_diff
         if job.reduced:
             report.mean_abs_diff = mean_abs
             meta.update(reduced_meta(job, report))
-        write_json(sidecar_path(path), meta)
+        write_sidecar(path, meta)
     return report
 
 

@@ -23,7 +23,7 @@ from bigbigan.runtimes.build import (
     compiled_meta,
     staged,
     validate,
-    write_json,
+    write_sidecar,
 )
 from bigbigan.runtimes.registry import builder, register_runner, register_target
 
@@ -183,5 +183,5 @@ def _build_tensorrt(job: CompileJob) -> CompileReport:
         report.sidecar = sidecar_path(job.out)
         meta = compiled_meta(job, report, inputs=specs_to_json(job.inputs))
         meta["outputs"] = specs_to_json(job.outputs)
-        write_json(sidecar_path(path), meta)
+        write_sidecar(path, meta)
     return report
