@@ -73,23 +73,7 @@ def compile_model(
             onnx_path, target, out, precision, device, checkpoint, batch, max_mean_diff,
             max_batch=max_batch, ort_level=ort_level, tolerance=tolerance, rewrite=rewrite,
         )  # fmt: skip
-    spec = registry.target(target)
-    if precision not in spec.builders:
-        if precision not in PRECISIONS:
-            raise BigBiGANError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
-        raise BigBiGANError(
-            f"precision {precision} for target {target} is not supported yet "
-            f"(supported: {', '.join(spec.builders)})"
-        )
-    if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
-        raise BigBiGANError(f"--device {device}: expected cpu, cuda or cuda:N")
-    for flag, value in (("--batch", batch), ("--max-batch", max_batch)):
-        if value is not None and value < 1:
-            raise BigBiGANError(f"{flag} {value}: expected a positive integer")
-    if spec.suffixes and out.suffix.lower() not in spec.suffixes:
-        raise BigBiGANError(
-            f"--out {out}: target {target} writes {' or '.join(spec.suffixes)} files"
-        )
+    spec = _check_request(target, precision, out, device, batch, max_batch)
     onnx_path = _source_onnx(onnx_path)
     if out.resolve() == onnx_path.resolve():
         raise BigBiGANError(f"--out {out}: would overwrite the source model")
@@ -117,6 +101,31 @@ def compile_model(
     guard_output(out, "--out", reads=(onnx_path,))
     ensure_dir(out.parent, flag=f"--out {out}")
     return spec.builders[precision](job)
+
+
+def _check_request(
+    target: str, precision: str, out: Path, device: str, batch: int | None, max_batch: int
+) -> registry.Target:
+    """The registered target, once the request is known to be one it can build: one line
+    naming the flag otherwise, before any slow step."""
+    spec = registry.target(target)
+    if precision not in spec.builders:
+        if precision not in PRECISIONS:
+            raise BigBiGANError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+        raise BigBiGANError(
+            f"precision {precision} for target {target} is not supported yet "
+            f"(supported: {', '.join(spec.builders)})"
+        )
+    if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
+        raise BigBiGANError(f"--device {device}: expected cpu, cuda or cuda:N")
+    for flag, value in (("--batch", batch), ("--max-batch", max_batch)):
+        if value is not None and value < 1:
+            raise BigBiGANError(f"{flag} {value}: expected a positive integer")
+    if spec.suffixes and out.suffix.lower() not in spec.suffixes:
+        raise BigBiGANError(
+            f"--out {out}: target {target} writes {' or '.join(spec.suffixes)} files"
+        )
+    return spec
 
 
 def _source_onnx(path: Path) -> Path:

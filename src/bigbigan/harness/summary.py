@@ -185,8 +185,8 @@ def read_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     doc = read_document(path, SUMMARY_FORMAT, (SUMMARY_VERSION,))
     try:
         validate_summary(doc)
-    except BigBiGANError as e:
-        raise BigBiGANError(f"{path}: {e}") from None
+    except BigBiGANError as err:
+        raise BigBiGANError(f"{path}: {err}") from err
     return doc
 
 
@@ -197,18 +197,8 @@ def build_summary(
     arguments: dict[str, Any],
     written: dict[str, Path],
 ) -> dict[str, Any]:
-    """The summary document of one infer run, header included (`document`). Over 80 lines as
-    one dict literal, on purpose: it reads top to bottom like the schema it fills."""
-    lat = result.latency
-    phases = None
-    if result.phases_ms:
-        phases = {k: latency_stats(v) for k, v in result.phases_ms.items()}
-    if phases:
-        note = "host->device, compute, device->host, each closed by a device synchronise"
-    elif runner.device == "cpu":
-        note = "not applicable on the CPU (no transfers): the run time is all compute"
-    else:
-        note = f"the {runner.name} backend cannot split a call; only the whole call is timed"
+    """The summary document of one infer run, header included (`document`); it reads top to
+    bottom like the schema it fills (the timing section: `_timing`)."""
     body = {
         "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "arguments": arguments,
@@ -256,25 +246,40 @@ def build_summary(
             }
             for g in inputs.groups
         ],
-        "timing": {
-            "warmup": result.warmup,
-            "runs": len(result.loop_ms),
-            "batch": result.batch,
-            "images_per_run": result.images_per_call,
-            "latency_ms": {k: round(v, 6) for k, v in lat.items()},
-            "images_per_s": round(result.images_per_s, 3),
-            "mean_ms": round(result.mean_ms, 6),
-            "mean_ms_without_first": round(result.mean_ms_without_first, 6),
-            "phases_ms": phases,
-            "phases_note": note,
-            "load_s": round(result.load_seconds, 6),
-            "peak_rss_mb": round(result.peak_rss_mb, 1),
-            "spread_warning": result.spread_warning,
-        },
+        "timing": _timing(result, runner),
         "runs_ms": [round(t, 6) for t in result.loop_ms],
         "phases_runs_ms": result.phases_ms,
     }
     return document(SUMMARY_FORMAT, body, SUMMARY_VERSION)
+
+
+def _timing(result: InferResult, runner: Runner) -> dict[str, Any]:
+    """The summary's `timing` section: the latency distribution, throughput, the GPU phases
+    (or why there are none), load time and memory."""
+    phases = None
+    if result.phases_ms:
+        phases = {k: latency_stats(v) for k, v in result.phases_ms.items()}
+    if phases:
+        note = "host->device, compute, device->host, each closed by a device synchronise"
+    elif runner.device == "cpu":
+        note = "not applicable on the CPU (no transfers): the run time is all compute"
+    else:
+        note = f"the {runner.name} backend cannot split a call; only the whole call is timed"
+    return {
+        "warmup": result.warmup,
+        "runs": len(result.loop_ms),
+        "batch": result.batch,
+        "images_per_run": result.images_per_call,
+        "latency_ms": {k: round(v, 6) for k, v in result.latency.items()},
+        "images_per_s": round(result.images_per_s, 3),
+        "mean_ms": round(result.mean_ms, 6),
+        "mean_ms_without_first": round(result.mean_ms_without_first, 6),
+        "phases_ms": phases,
+        "phases_note": note,
+        "load_s": round(result.load_seconds, 6),
+        "peak_rss_mb": round(result.peak_rss_mb, 1),
+        "spread_warning": result.spread_warning,
+    }
 
 
 def format_summary(result: InferResult, max_lines: int = 20) -> str:
