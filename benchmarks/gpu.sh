@@ -10,7 +10,7 @@
 # The CUDA rows: PyTorch eager and CUDA graphs in fp32 (TF32 off), bf16 and fp16; AOTInductor
 # packages for CUDA in fp32/bf16/fp16; ONNX Runtime's CUDA provider when onnxruntime-gpu is
 # installed (otherwise the ratios divide by PyTorch fp32). Rows at every batch report the
-# fraction of the GPU's dense bf16 peak (table in bigbigan/bench.py).
+# fraction of the GPU's dense bf16 peak (table in bigbigan/bench/run.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from bigbigan.autotune import TIE, Candidate, choose
 from bigbigan.bench import (
     FORMAT,
     Row,
+    auto_choice,
     bench,
     bench_title,
     format_table,
@@ -112,8 +114,19 @@ def test_bench_rows_and_json(tiny_checkpoint: Path, tmp_path: Path) -> None:
         assert by[("ort", "int8", "", batch)]["mean_abs_diff"] <= 2e-2
     assert by[("onnxruntime", "fp32", "2 streams", 4)]["max_abs_diff"] <= 1e-5
     assert by[("ort", "int8", "2 streams", 4)]["mean_abs_diff"] <= 2e-2
-    assert doc["streams"] == 2
+    assert doc["streams"] == 2 and doc["max_mean_diff"] == 5e-3
     assert set(doc["summary"]) == {"fp32", "bf16", "int8", "batch1"}
+    # the automatic choice: autotune's rule over the ort rows as measured, per batch
+    assert [c["batch"] for c in doc["auto"]] == [1, 4] and doc["auto"] == result.auto
+    for choice in doc["auto"]:
+        rows = [by[("ort", p, "", choice["batch"])] for p in ("fp32", "int8")]
+        measured = [
+            Candidate("ort", r["precision"], images_per_s=r["images_per_s"],
+                      mean_abs_diff=r["mean_abs_diff"])
+            for r in rows
+        ]  # fmt: skip
+        winner, why = choose(measured, 5e-3)
+        assert choice["row"] == f"ort {winner.precision}" and choice["why"] == why
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "artifacts" / "G.int8.onnx.json").is_file()
     table = format_table(result.rows)
@@ -208,6 +221,52 @@ def test_bench_aoti_and_micro_batches(tiny_checkpoint: Path, tmp_path: Path) -> 
     assert rows[("aoti fp32", 5)].max_abs_diff <= 1e-5
     assert rows[("aoti fp32 micro-batch 2", 5)].max_abs_diff <= 1e-5
     assert rows[("aoti bf16", 5)].mean_abs_diff <= 5e-3
+
+
+def _row(label: str, batch: int, speed: float, mean: float) -> Row:
+    backend, precision, *variant = label.split(" ", 2)
+    return Row(backend, precision, " ".join(variant), batch, speed, 1.0, 1.0, 1.0, 0.0, 1, mean,
+               10 * mean, ratio=1.0)  # fmt: skip
+
+
+def test_auto_choice_is_autotunes_rule_on_the_measured_rows() -> None:
+    rows = [
+        _row("torch fp32", 8, 900.0, 0.0),  # not a compile target: never chosen
+        _row("onnxruntime fp32", 8, 100.0, 1e-7),
+        _row("ort fp32", 8, 150.0, 1e-7),
+        _row("ort fp32 2 streams", 8, 800.0, 1e-7),  # a variant: compile cannot write it
+        _row("ort int8", 8, 200.0, 3e-3),
+        _row("aoti int8", 8, 400.0, 2e-2),  # fastest, beyond the bound
+        _row("ort fp32", 1, 100.0, 1e-7),
+        _row("ort int8", 1, 100.0 / (1 - TIE / 2), 3e-3),  # within TIE: fp32 keeps it
+        _row("torch fp32", 2, 10.0, 0.0),  # no candidate row at batch 2: no entry
+    ]
+    by_batch = {c["batch"]: c for c in auto_choice(rows)}
+    assert set(by_batch) == {1, 8}
+    assert by_batch[8]["row"] == "ort int8" and by_batch[8]["why"].startswith("ort:int8 won")
+    assert "aoti:int8" not in by_batch[8]["why"]  # excluded by the bound
+    assert by_batch[1]["row"] == "ort fp32" and "a tie" in by_batch[1]["why"]
+    assert auto_choice(rows, max_mean_diff=1e-3)[1]["row"] == "ort fp32"
+    (none,) = auto_choice([_row("ort int8", 4, 10.0, 1e-2)])
+    assert none["row"] is None and "no candidate" in none["why"]
+    table = format_table(rows, auto=auto_choice(rows)).splitlines()
+    marked = [line for line in table if line.endswith("<- auto")]
+    assert len(marked) == 2 and "int8" in marked[0] and "fp32" in marked[1]  # batch 8, then 1
+    assert "auto" not in format_table(rows)  # no choice given: no column
+
+
+def test_cli_marks_the_automatic_choice(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "--checkpoint", str(tiny_checkpoint), "--backends", "torch,onnxruntime,ort",
+            "--precisions", "fp32", "--batch-sizes", "2", "--repeats", "1", "--threads", "1",
+            "--streams", "0", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert any(line.endswith("<- auto") and " ort " in line for line in out.splitlines())
+    assert f"auto at batch 2: ort:fp32 won on this {isa_class()} CPU" in out
+    assert main([*argv, "--max-mean-diff", "0"]) == 1
+    assert "--max-mean-diff 0.0: expected a positive number" in capsys.readouterr().err
 
 
 def test_row_label() -> None:

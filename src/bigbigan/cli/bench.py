@@ -32,6 +32,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="ONNX Runtime rows also as N single-thread copies (default: one per core; 0: off)",
     )
     p.add_argument("--classifier", help="evaluation classifier for label accuracy")
+    p.add_argument(
+        "--max-mean-diff",
+        type=float,
+        help="the accuracy bound of the row marked auto, the one compile --target auto would "
+        "keep here (default 5e-3, as compile)",
+    )
     groups.out(p, "folder", "folder for bench.json, bench.png, artifacts/", default="out/bench")
     groups.json_flag(p, "print the JSON instead of the table")
     return p
@@ -68,12 +74,16 @@ def run(args: argparse.Namespace) -> None:
         streams=DEFAULT_STREAMS if args.streams is None else args.streams,
         out=args.out,
         classifier=args.classifier,
+        max_mean_diff=args.max_mean_diff,
         log=log,
     )
     if args.json:
         print(json.dumps(result.to_json()))
         return
-    print(format_table(result.rows, result.meta["ratio_reference"], bench_title(result.meta)))
+    title = bench_title(result.meta)
+    print(format_table(result.rows, result.meta["ratio_reference"], title, result.auto))
+    for choice in result.auto:
+        print(f"auto at batch {choice['batch']}: {choice['why']}")
     for item in result.skipped:
         print(f"skipped {item['backend']} {item['precision']}: {item['reason']}")
     print(f"json: {result.json_path}\nchart: {result.chart_path}")
