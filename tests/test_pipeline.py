@@ -77,3 +77,37 @@ def test_pipeline_on_a_corrupted_checkpoint_fails_in_one_line(tiny_checkpoint, t
     line = _error_line(capsys)
     assert "model.safetensors" in line
     assert not (tmp_path / "p" / "report.json").exists()
+
+
+def test_auto_is_a_cpu_target(tiny_checkpoint, tmp_path):
+    from bigbigan.errors import BigBiGANError
+    from bigbigan.pipeline import known_targets
+
+    assert known_targets()[-1] == "auto"
+    with pytest.raises(BigBiGANError, match="--targets auto with --device cuda: .* CPU"):
+        pipeline(tiny_checkpoint, tmp_path / "p", targets=("auto",), device="cuda", echo=False)
+    assert not (tmp_path / "p").exists()  # refused before any step
+
+
+@pytest.mark.slow  # ~50 s: the reference run, the export, two candidates built and timed
+def test_pipeline_auto_target(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    """`--targets onnx,auto`: compiled as `compile --target auto` does (here among the two ort
+    candidates, to keep it quick), chosen within --tolerance, the winner and why in the report."""
+    from bigbigan import autotune
+
+    monkeypatch.setattr(autotune, "CANDIDATES", (("ort", "fp32"), ("ort", "int8")))
+    out = tmp_path / "p"
+    argv = ["pipeline", "--checkpoint", str(tiny_checkpoint), "--out", str(out), *TINY]
+    assert main([*argv, "--targets", "onnx,auto"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    why = report["notes"]["auto"]
+    # int8's mean difference is far above --tolerance 1e-4: only fp32 is eligible
+    assert why.startswith("ort:fp32 won on this") and "<= 0.0001" in why and why in printed
+    auto = report["stages"][-1]
+    assert auto["name"] == "auto" and Path(auto["model"]).name == "G.auto.onnx"
+    assert auto["mean_abs_diff"] <= 1e-4
+    sidecar = json.loads((out / "G.auto.onnx.json").read_text())
+    assert sidecar["autotune"]["chosen"] == "ort:fp32" and sidecar["autotune"]["why"] == why
+    assert {c["precision"] for c in sidecar["autotune"]["candidates"]} == {"fp32", "int8"}
+    assert f"**auto**: `{why}`" in (out / "report.md").read_text()

@@ -17,8 +17,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = groups.command(subparsers, NAME, HELP, run)
     groups.checkpoint(p, "default: the shipped model")
     groups.out(p, "folder", "folder for report.md, report.json, grid.png", default="out/pipeline")
-    targets = ",".join(("onnx", *registry.targets()))  # onnx: the plain export
-    p.add_argument("--targets", default="onnx,ort,aoti", help=targets)
+    targets = ",".join(("onnx", *registry.targets(), "auto"))  # onnx: the plain export
+    p.add_argument(
+        "--targets",
+        default="onnx,ort,aoti",
+        help=f"some of {targets}; auto: the CPU artefact `compile --target auto` keeps here "
+        "(the fastest within --tolerance), with why in the report",
+    )
     groups.batch(p, 256, "images per stage")
     groups.timing(p, loop=5, warmup=None)
     groups.device(p)
