@@ -18,6 +18,7 @@ from bigbigan.cpu import has_vnni, isa_class
 from bigbigan.errors import BigBiGANError
 from bigbigan.export import ExportReport
 from bigbigan.interface import offline_specs, random_feed
+from bigbigan.pt2e import CALIBRATIONS as PT2E_CALIBRATIONS
 from bigbigan.quantize import CALIBRATIONS, ort_int8_format, plan_ort_int8
 from bigbigan.runtimes import open_runner
 from bigbigan.runtimes.build import CALIBRATION_SAMPLES, calibration_feeds
@@ -210,38 +211,108 @@ def test_aoti_bf16(tiny_onnx: ExportReport, tmp_path: Path) -> None:
 def test_aoti_int8(tiny_onnx: ExportReport, tmp_path: Path) -> None:
     import torch
 
-    try:
-        report = compile_model(
-            tiny_onnx.path, target="aoti", precision="int8", out=tmp_path / "G.pt2"
-        )
-    except BigBiGANError as e:
-        if has_vnni():
-            raise
-        # Without VNNI the 7-bit weights may cost more than the int8 bound (shipped model on an
-        # AVX2-only EPYC: 5.1e-3): then the refusal must be clean, and is the expected outcome.
-        assert "beyond the int8 bounds" in str(e) and "nothing written" in str(e)
-        assert list(tmp_path.iterdir()) == []
-        pytest.skip(f"no VNNI on this CPU ({isa_class()}): aoti int8 refused as expected: {e}")
+    report = compile_model(tiny_onnx.path, target="aoti", precision="int8", out=tmp_path / "G.pt2")
     _check_reduced(report, tiny_onnx, "int8")
     mixed = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     meta = json.loads(report.sidecar.read_text())
     assert (meta.get("between_int8_ops") == "bf16 (autocast)") == mixed
     quantisation = meta["quantisation"]
-    assert ("-64..63" in quantisation["format"]["weights"]) == (not has_vnni())
+    assert ("-64..63" in quantisation["format"]["weights"]) == (not has_vnni())  # this CPU's
     assert quantisation["cpu"]["isa_class"] == isa_class()
+    assert quantisation["quantised_op_types"] == ["conv2d"]
+    assert quantisation["calibration"] in PT2E_CALIBRATIONS
+    assert set(quantisation["calibration_means"]) == set(PT2E_CALIBRATIONS)
+    selection = quantisation["selection"]
+    assert selection["probe_mean"] <= selection["target_mean"]
+    kept = [k["layer"] for k in quantisation["kept_fp32"]]
+    if selection["sensitivity"]:  # measured only where all-int8 missed the target
+        assert set(selection["sensitivity"]) >= set(kept)
+        assert quantisation["quantised"] == len(selection["sensitivity"]) - len(kept) > 0
+    speed = meta["speed_vs_fp32"]
+    assert speed["faster"] == (speed["int8_images_per_s"] > speed["fp32_images_per_s"])
+    assert ("prefer fp32 here" in report.note) == (not speed["faster"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TORCHAO, reason="torchao (PT2E quantisation) is not installed")
+def test_aoti_int8_refuses_beyond_its_bound(
+    tiny_onnx: ExportReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(compile_module.PRECISION_LIMITS, "int8", (1e-9, 1e-9))
+    with pytest.raises(BigBiGANError, match="within the int8 bounds .*nothing written"):
+        compile_model(tiny_onnx.path, target="aoti", precision="int8", out=tmp_path / "G.pt2")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TORCHAO, reason="torchao (PT2E quantisation) is not installed")
+def test_pt2e_layers_are_toggled_without_calibrating_again() -> None:
+    import torch
+
+    from bigbigan.model.networks import BigBiGAN, offline_module
+    from bigbigan.pt2e import calibrate, feed_tensors, int8_layers, select
+
+    cfg = ModelConfig(ch=8)
+    torch.manual_seed(0)
+    module = offline_module(BigBiGAN(cfg))
+    specs, _ = offline_specs(cfg)
+    args = feed_tensors(specs, random_feed(specs, 2, num_classes=10, seed=1))
+    graph = torch.export.export(module, args).module()
+    feeds = [feed_tensors(specs, random_feed(specs, 2, num_classes=10, seed=s)) for s in range(4)]
+    quantised = calibrate(graph, "minmax", feeds)
+    probe = feed_tensors(specs, random_feed(specs, 4, num_classes=10, seed=99))
+    layers = int8_layers(quantised)
+    assert "generator.conv_out" in layers and len(layers) >= 8  # every conv, by module path
+    assert all(macs > 0 for _, macs in layers.values())
+    nodes = {name: node for name, (node, _) in layers.items()}
+    with torch.no_grad():
+        expected = module(*probe)
+        every = select(quantised, [])
+        one = select(quantised, ["generator.conv_out"])
+        none = select(quantised, list(layers))
+        folded = select(quantised, ["generator.conv_out"], fold=True)
+        found = [m(*probe) for m in (every, one, none, folded)]
+    assert _int8_convs(every) == set(nodes.values())
+    assert (
+        _int8_convs(one)
+        == _int8_convs(folded)
+        == set(nodes.values()) - {nodes["generator.conv_out"]}
+    )
+    assert not [n for n in none.graph.nodes if "quantize" in str(n.target)]  # nothing left
+    diffs = [(f - expected).abs().mean().item() for f in found]
+    assert diffs[0] > 0 and diffs[1] > 0 and diffs[2] < 1e-6  # all in fp32: the fp32 model
+    assert torch.equal(found[1], found[3])  # folding the int8 weights changes no value
+    assert int8_layers(quantised) == layers  # the calibrated graph is left as it was
+
+
+def _int8_convs(gm: object) -> set[str]:
+    """The conv2d nodes of a quantised graph whose weight comes through a dequantize op."""
+    return {
+        n.name
+        for n in gm.graph.nodes
+        if getattr(n.target, "__name__", "").startswith("conv2d")
+        and "dequantize" in str(getattr(n.args[1], "target", ""))
+    }
 
 
 @pytest.mark.skipif(not HAS_TORCHAO, reason="torchao (PT2E quantisation) is not installed")
-def test_aoti_int8_weights_are_7_bit_without_vnni() -> None:
-    from bigbigan.quantize import aoti_int8_config
-    from bigbigan.runtimes.aoti import _import_pt2e
+def test_pt2e_int8_config_follows_the_cpu() -> None:
+    from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver
 
-    xiq = _import_pt2e()[2]
-    avx2 = aoti_int8_config(xiq, frozenset({"avx2", "fma"}))
-    assert (avx2.weight.quant_min, avx2.weight.quant_max) == (-64, 63)
+    from bigbigan.pt2e import import_pt2e, int8_config, int8_format
+
+    xiq = import_pt2e()[2]
+    avx2 = int8_config(xiq, flags=frozenset({"avx2", "fma"}))
+    assert (avx2.weight.quant_min, avx2.weight.quant_max) == (-64, 63)  # VPMADDUBSW saturates
     assert avx2.input_activation.quant_max == 255  # activations keep their 8 bits
-    vnni = aoti_int8_config(xiq, frozenset({"avx2", "avx512f", "avx512_vnni"}))
+    vnni = int8_config(xiq, flags=frozenset({"avx2", "avx512f", "avx512_vnni"}))
     assert (vnni.weight.quant_min, vnni.weight.quant_max) == (-128, 127)
+    for calibration, observer in (("histogram", HistogramObserver), ("minmax", MinMaxObserver)):
+        config = int8_config(xiq, calibration, frozenset({"avx2"}))
+        for spec in (config.input_activation, config.output_activation):
+            assert spec.observer_or_fake_quant_ctr.p.func is observer
+    assert "-64..63" in int8_format(frozenset({"avx2"}))["weights"]
+    assert "-128..127" in int8_format(frozenset({"amx_int8"}))["weights"]
 
 
 @pytest.mark.skipif(HAS_TORCHAO, reason="torchao is installed here")

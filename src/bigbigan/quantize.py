@@ -11,10 +11,11 @@ Only the convolutions are quantised: they hold nearly all the multiply-adds, whi
 layers (the first dense, the class-conditional batch-norm gains) and the attention matmuls are
 small and cost accuracy out of proportion (shipped model, AVX2: every op type mean 1.3e-2,
 convolutions only 8.2e-3). Of the convolutions, the int8 error is spread over all of them
-(shipped model: keeping any one in fp32 saves at most 1e-3 of 8.2e-3), so `plan_ort_int8`
-measures it: the calibration that costs least, then each convolution's sensitivity (the mean
-error with that one kept in fp32), then keeps convolutions in fp32, most accuracy per
-multiply-add first, until the artefact meets its bound with a margin on inputs of its own.
+(shipped model: keeping any one in fp32 saves at most 1e-3 of 8.2e-3), so `plan_int8` measures
+it, for ONNX Runtime (`plan_ort_int8`) and AOTInductor (bigbigan.pt2e) alike: the calibration
+that costs least, then each convolution's sensitivity (the mean error with that one kept in
+fp32), then keeps convolutions in fp32, most accuracy per multiply-add first, until the artefact
+meets its bound with a margin on inputs of its own.
 """
 
 from __future__ import annotations
@@ -85,64 +86,25 @@ def cpu_record(flags: list[str] | frozenset[str] | None = None) -> dict[str, Any
     return {"isa_class": isa_class(flags), "flags": relevant_flags(flags)}
 
 
-# AOTInductor (PT2E, X86InductorQuantizer): modules left in fp32. Measuring each layer there
-# means a calibration pass per layer (its histogram observers take minutes on 2 cores), so the
-# list is fixed from what was measured: the issue's suspects (the first dense, the attention,
-# the output convolution) and block1.conv2, which the ORT selection found the most sensitive
-# convolution after the output one on both the shipped model and ch=64 (docs/performance.md).
-AOTI_KEEP_FP32 = (
-    "generator.dense",
-    "generator.block1.conv2",
-    "generator.attention",
-    "generator.conv_out",
-)
-
-
-def aoti_int8_config(xiq: Any, flags: list[str] | frozenset[str] | None = None) -> Any:
-    """X86InductorQuantizer's default static config for a CPU with `flags`, with 7-bit weights
-    (-64..63) where it has no VNNI: oneDNN then multiplies u8 x s8 with VPMADDUBSW, whose 16-bit
-    pair sums saturate. 7-bit weights rather than torchao's `reduce_range` (7-bit activations):
-    on the shipped model, simulated, 5.0e-3 vs 7.3e-3 with the same layers kept, and compiled on
-    an AVX2-only EPYC 5.0e-3, i.e. no saturation left."""
-    import dataclasses
-
-    config = xiq.get_default_x86_inductor_quantization_config()
-    if has_vnni(flags):
-        return config
-    weight = dataclasses.replace(config.weight, quant_min=-64, quant_max=63)
-    return dataclasses.replace(config, weight=weight)
-
-
-def aoti_quantisation_meta(keep_fp32: tuple[str, ...]) -> dict[str, Any]:
-    """The sidecar's `quantisation` record of an AOTInductor int8 package (`aoti_int8_config`)."""
-    weights = "int8 per channel, symmetric, " + ("-128..127" if has_vnni() else "-64..63 (no VNNI)")
-    return {
-        "format": {"activations": "uint8 per tensor, 0..255", "weights": weights},
-        "quantiser": "torchao X86InductorQuantizer",
-        "calibration": "histogram observer (activations), per-channel min/max (weights)",
-        "kept_fp32": [{"layer": name} for name in keep_fp32],
-        "cpu": cpu_record(),
-    }
-
-
 @dataclass
-class OrtInt8Plan:
-    """What `plan_ort_int8` chose and measured: the sidecar's `quantisation` record."""
+class Int8Plan:
+    """What `plan_int8` chose and measured: the sidecar's `quantisation` record."""
 
-    format: OrtInt8Format
-    calibration: str  # a CALIBRATIONS key
+    format: dict[str, Any]  # how values are quantised on this CPU
+    op_types: list[str]  # the op types quantised at all
+    calibration: str  # the chosen calibration's name
     target_mean: float  # the probe's mean abs diff the selection aimed under
-    calibration_means: dict[str, float] = field(default_factory=dict)  # all convolutions int8
-    sensitivity: dict[str, float] = field(default_factory=dict)  # node -> mean, it alone fp32
-    kept_fp32: list[str] = field(default_factory=list)  # convolutions left in fp32, in order
+    calibration_means: dict[str, float] = field(default_factory=dict)  # all layers int8
+    sensitivity: dict[str, float] = field(default_factory=dict)  # layer -> mean, it alone fp32
+    kept_fp32: list[str] = field(default_factory=list)  # layers left in fp32, in order
     probe_mean: float | None = None  # the chosen artefact's mean on the probe
-    quantised: list[str] = field(default_factory=list)  # the written model's int8 convolutions
+    quantised: list[str] = field(default_factory=list)  # the artefact's int8 layers
 
     def meta(self, layers: dict[str, str]) -> dict[str, Any]:
         """The sidecar record; `layers` names each node by the module it came from."""
         return {
-            "format": asdict(self.format),
-            "quantised_op_types": list(ORT_QUANTISED_OPS),
+            "format": self.format,
+            "quantised_op_types": self.op_types,
             "calibration": self.calibration,
             "calibration_means": self.calibration_means,
             "kept_fp32": [{"node": n, "layer": layers.get(n, n)} for n in self.kept_fp32],
@@ -155,6 +117,38 @@ class OrtInt8Plan:
             },
             "cpu": cpu_record(),
         }
+
+
+def plan_int8(
+    measure: Callable[[str, list[str]], float],
+    layers: list[str],
+    macs: dict[str, int],
+    calibrations: list[str],
+    plan: Int8Plan,
+) -> Int8Plan:
+    """Choose the calibration and the layers to keep in fp32 by measurement (ORT and AOTI).
+
+    `measure(calibration, kept_fp32)` is the probe's mean abs diff from fp32 of the int8
+    artefact so made; `layers` the quantisable layers in graph order, `macs` their
+    multiply-adds. The calibration with the lowest mean wins (ties keep the earlier); then, if
+    that is above `plan.target_mean`, each layer's sensitivity (the mean with it alone in fp32),
+    and layers are kept in fp32, most saved error per multiply-add first (graph order breaks
+    ties), until the mean is <= the target; if that takes all but one, `plan.probe_mean` stays
+    above the target (int8 is then not worth building: the caller refuses).
+    """
+    plan.calibration_means = {name: measure(name, []) for name in calibrations}
+    plan.calibration = min(plan.calibration_means, key=plan.calibration_means.__getitem__)
+    plan.probe_mean = plan.calibration_means[plan.calibration]
+    if plan.probe_mean > plan.target_mean:
+        plan.sensitivity = {layer: measure(plan.calibration, [layer]) for layer in layers}
+        saved = {n: plan.probe_mean - plan.sensitivity[n] for n in layers}
+        order = sorted(layers, key=lambda n: -saved[n] / max(macs.get(n, 1), 1))
+        for layer in order[:-1]:
+            plan.kept_fp32.append(layer)
+            plan.probe_mean = measure(plan.calibration, plan.kept_fp32)
+            if plan.probe_mean <= plan.target_mean:
+                break
+    return plan
 
 
 def conv_macs(model: Any) -> dict[str, int]:
@@ -196,17 +190,10 @@ def plan_ort_int8(
     target_mean: float,
     work: Path,
     fmt: OrtInt8Format,
-) -> OrtInt8Plan:
-    """Choose the calibration and the convolutions to keep in fp32 by measurement.
-
-    `quantise(calibration, kept_fp32, out)` writes an int8 model; `error(path)` is its mean abs
-    diff from fp32 on the probe inputs; `model` is the pre-processed onnx.ModelProto. Keeps
-    convolutions in fp32, most saved error per multiply-add first (graph order breaks ties),
-    until the probe's mean is <= `target_mean`; if that takes all but one, the plan's
-    `probe_mean` stays above the target (int8 is then not worth building: the caller refuses).
-    """
-    plan = OrtInt8Plan(fmt, next(iter(CALIBRATIONS)), target_mean)
-    convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
+) -> Int8Plan:
+    """`plan_int8` for ONNX Runtime: the CALIBRATIONS, the Conv nodes of `model` (the
+    pre-processed onnx.ModelProto). `quantise(calibration, kept_fp32, out)` writes an int8 model
+    into `work`; `error(path)` is its mean abs diff from fp32 on the probe inputs."""
     candidate = work / "candidate.onnx"
 
     def measure(calibration: str, kept_fp32: list[str]) -> float:
@@ -216,20 +203,9 @@ def plan_ort_int8(
         finally:
             candidate.unlink(missing_ok=True)  # a ch=64 model is 8 MB a copy
 
-    plan.calibration_means = {name: measure(name, []) for name in CALIBRATIONS}
-    plan.calibration = min(plan.calibration_means, key=plan.calibration_means.__getitem__)
-    plan.probe_mean = plan.calibration_means[plan.calibration]
-    if plan.probe_mean > target_mean:
-        plan.sensitivity = {node: measure(plan.calibration, [node]) for node in convs}
-        macs = conv_macs(model)
-        saved = {n: plan.probe_mean - plan.sensitivity[n] for n in convs}
-        order = sorted(convs, key=lambda n: -saved[n] / max(macs.get(n, 1), 1))
-        for node in order[:-1]:
-            plan.kept_fp32.append(node)
-            plan.probe_mean = measure(plan.calibration, plan.kept_fp32)
-            if plan.probe_mean <= target_mean:
-                break
-    return plan
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
+    plan = Int8Plan(asdict(fmt), list(ORT_QUANTISED_OPS), next(iter(CALIBRATIONS)), target_mean)
+    return plan_int8(measure, convs, conv_macs(model), list(CALIBRATIONS), plan)
 
 
 @contextlib.contextmanager
@@ -263,11 +239,12 @@ def feed_reader(feeds: list[dict[str, np.ndarray]]) -> Any:
 def images_per_second(
     paths: list[Path], feed: dict[str, np.ndarray], repeats: int = 3
 ) -> list[float]:
-    """Images per second of each ONNX model on `feed` in ONNX Runtime (this machine's default
-    threads), best of `repeats` runs taken in turn so that a busy moment hits them alike."""
-    from bigbigan.runtimes.onnxruntime import OnnxRuntimeRunner
+    """Images per second of each model file on `feed` in its backend (chosen by file type,
+    this machine's default threads), best of `repeats` runs taken in turn so that a busy moment
+    hits them alike."""
+    from bigbigan.runtimes import open_runner
 
-    runners = [OnnxRuntimeRunner(path).load() for path in paths]
+    runners = [open_runner(path).load() for path in paths]
     try:
         seconds: list[list[float]] = [[] for _ in runners]
         for _ in range(repeats + 1):  # the first round warms up
@@ -280,3 +257,26 @@ def images_per_second(
             runner.close()
     batch = next(iter(feed.values())).shape[0]
     return [batch / min(seen[1:]) for seen in seconds]
+
+
+def speed_vs_fp32(source: Path, artefact: Path, feed: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The sidecar's `speed_vs_fp32`: the int8 `artefact` against its fp32 `source` ONNX in
+    ONNX Runtime on `feed`, same process and threads (`images_per_second`)."""
+    fp32, int8 = images_per_second([source, artefact], feed)
+    return {
+        "batch": next(iter(feed.values())).shape[0],
+        "fp32_images_per_s": round(fp32, 1),
+        "int8_images_per_s": round(int8, 1),
+        "faster": int8 > fp32,
+        "reference": "the fp32 source ONNX in ONNX Runtime, same threads",
+    }
+
+
+def speed_note(speed: dict[str, Any]) -> str:
+    """The compile note's advice where int8 (`speed_vs_fp32`) is not faster than fp32 here."""
+    if speed["faster"]:
+        return ""
+    return (
+        f"; not faster than fp32 on this CPU ({isa_class()}: {speed['int8_images_per_s']:.0f} vs "
+        f"{speed['fp32_images_per_s']:.0f} images/s at batch {speed['batch']}): prefer fp32 here"
+    )

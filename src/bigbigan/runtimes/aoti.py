@@ -10,7 +10,6 @@ fp32, bf16 (CPU and CUDA), fp16 (CUDA) and int8 (CPU, PT2E quantisation through 
 
 from __future__ import annotations
 
-import logging
 import time
 import zipfile
 from collections.abc import Callable
@@ -30,21 +29,22 @@ from bigbigan.interface import (
     read_model_sidecar,
     specs_to_json,
 )
-from bigbigan.quantize import AOTI_KEEP_FP32, aoti_int8_config, aoti_quantisation_meta
+from bigbigan.pt2e import feed_tensors, import_pt2e, quantise_aoti
+from bigbigan.quantize import PROBE_BATCH, PROBE_SEED, Int8Plan, speed_note, speed_vs_fp32
 from bigbigan.runtimes.base import Runner, StagedCall, cuda_index, require_cuda
 from bigbigan.runtimes.build import (
+    CALIBRATION_SAMPLES,
     REDUCED_VALIDATE_BATCH,
     CompileJob,
     CompileReport,
-    calibration_feeds,
+    accuracy,
+    compiled_meta,
+    first_line,
+    reduced_meta,
+    rewrites_note,
+    staged,
     write_sidecar,
 )
-from bigbigan.runtimes.build import accuracy as _accuracy
-from bigbigan.runtimes.build import compiled_meta as _meta
-from bigbigan.runtimes.build import first_line as _first_line
-from bigbigan.runtimes.build import reduced_meta as _reduced_meta
-from bigbigan.runtimes.build import rewrites_note as _rewrites_note
-from bigbigan.runtimes.build import staged as _staged
 from bigbigan.runtimes.registry import (
     BenchRow,
     BenchSettings,
@@ -122,7 +122,7 @@ class AOTIRunner(Runner):
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
         except (zipfile.BadZipFile, OSError) as e:
-            raise BigBiGANError(f"{path}: unreadable zip archive ({e})") from None
+            raise BigBiGANError(f"{path}: unreadable zip archive ({e})") from e
         if not any("/data/aotinductor/" in name for name in names):
             raise BigBiGANError(f"{path}: a zip archive, but not an AOTInductor package")
         read_sidecar(path)
@@ -148,7 +148,7 @@ class AOTIRunner(Runner):
             self._model = torch._inductor.aoti_load_package(str(self.path), device_index=index)
         except Exception as e:  # the loader raises RuntimeError and friends from C++
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise BigBiGANError(f"{self.path}: AOTInductor cannot load it: {first}") from None
+            raise BigBiGANError(f"{self.path}: AOTInductor cannot load it: {first}") from e
         return meta["inputs"], meta["outputs"]
 
     def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -177,51 +177,6 @@ class AOTIRunner(Runner):
 # ---- compile target `aoti` ----
 
 register_target("aoti", suffixes=(".pt2",), artifact="G.pt2")
-_sidecar = sidecar_path
-
-
-def _import_pt2e() -> tuple[Any, Any, Any]:
-    """torchao's PT2E quantisation (prepare, convert, x86 quantizer module), or a clear error."""
-    logging.getLogger("torchao").setLevel(logging.ERROR)  # optional CUDA kernels it cannot load
-    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # its enum registration
-    try:
-        with quiet_exporter():
-            import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
-            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    except ImportError:
-        raise BigBiGANError(
-            "int8 for target aoti needs torchao (PT2E quantisation): pip install torchao, "
-            "or pip install 'bigbigan[perf]'"
-        ) from None
-    return prepare_pt2e, convert_pt2e, xiq
-
-
-def quantize_pt2e(
-    module: Any,
-    args: tuple,
-    dynamic_shapes: Any,
-    feeds: list[tuple],
-    keep_fp32: tuple[str, ...] = AOTI_KEEP_FP32,
-) -> Any:
-    """Static int8 quantisation of `module` for Inductor's x86 backend (oneDNN int8 kernels,
-    AMX or VNNI where the CPU has them): export, insert observers (activations per tensor,
-    weights per channel, X86InductorQuantizer's defaults; 7-bit weights where the CPU has no
-    VNNI, bigbigan.quantize.aoti_int8_config), leave the `keep_fp32` modules unquantised,
-    calibrate on `feeds`, convert. Returns the quantised module (a GraphModule with
-    quantize/dequantize ops)."""
-    import torch
-
-    prepare_pt2e, convert_pt2e, xiq = _import_pt2e()
-    graph = torch.export.export(module, args, dynamic_shapes=dynamic_shapes).module()
-    quantizer = xiq.X86InductorQuantizer()
-    quantizer.set_global(aoti_int8_config(xiq))
-    for name in keep_fp32:
-        quantizer.set_module_name_qconfig(name, None)
-    prepared = prepare_pt2e(graph, quantizer)
-    with torch.no_grad():
-        for feed in feeds:
-            prepared(*feed)
-    return convert_pt2e(prepared)
 
 
 @builder("aoti", "fp32")
@@ -271,7 +226,7 @@ def _build_aoti_int8(job: CompileJob) -> CompileReport:
         )
     import torch
 
-    _import_pt2e()  # fail before the slow steps when torchao is missing
+    import_pt2e()  # fail before the slow steps when torchao is missing
     mixed = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return _build_aoti_package(job, quantize=True, autocast_bf16=mixed)
 
@@ -302,44 +257,47 @@ def _build_aoti_package(
     if wrap is not None:
         module = wrap(module)
     example = random_feed(specs, 2, num_classes=ckpt.model.num_classes, seed=1)
-    args = tuple(torch.from_numpy(example[spec.name]).to(job.device) for spec in specs)
+    args = feed_tensors(specs, example)
     dynamic_shapes = None
     if job.dynamic:
         batch = torch.export.Dim("batch", min=1, max=job.max_batch)
         dynamic_shapes = [{0: batch} for _ in specs]  # positional: wrappers rename the inputs
-    with _staged(job.out) as staged:
+    probe = random_feed(specs, PROBE_BATCH, num_classes=ckpt.model.num_classes, seed=PROBE_SEED)
+    with staged(job.out) as path:
         started = time.perf_counter()
+        plan = None
         try:
             with quiet_exporter():
                 if quantize:
-                    feeds = [
-                        tuple(torch.from_numpy(f[spec.name]) for spec in specs)
-                        for f in calibration_feeds(specs, ckpt.model.num_classes)
-                    ]
-                    module = quantize_pt2e(module, args, dynamic_shapes, feeds)
+                    classes = ckpt.model.num_classes
+                    module, plan = quantise_aoti(job, module, args, dynamic_shapes, probe, classes)
                 if autocast_bf16:
                     module = autocast_module(module, torch.bfloat16)
                 with torch.no_grad():
                     program = torch.export.export(module, args, dynamic_shapes=dynamic_shapes)
                     torch._inductor.aoti_compile_and_package(
-                        program, package_path=str(staged), inductor_configs=dict(configs)
+                        program, package_path=str(path), inductor_configs=dict(configs)
                     )
-            trust_record(staged)  # a package compiled here may be loaded (runtimes/trust.py)
+            trust_record(path)  # a package compiled here may be loaded (runtimes/trust.py)
         except BigBiGANError:
             raise
         except Exception as e:  # inductor and the C++ toolchain raise many types
-            msg = f"{job.out}: AOTInductor compilation failed: {_first_line(e)}"
-            raise BigBiGANError(msg) from None
+            msg = f"{job.out}: AOTInductor compilation failed: {first_line(e)}"
+            raise BigBiGANError(msg) from e
         seconds = time.perf_counter() - started
-        report, meta = _package_report(job, seconds, ckpt, configs, rewrites, autocast_bf16)
-        write_sidecar(staged, meta, SIDECAR_FORMAT)  # the runner reads names from it
+        report, meta = _package_report(job, seconds, ckpt, configs, rewrites, autocast_bf16, plan)
+        write_sidecar(path, meta, SIDECAR_FORMAT)  # the runner reads names from it
         batch = job.batch or (REDUCED_VALIDATE_BATCH if job.reduced else 4)
-        report.max_abs_diff, mean_abs = _accuracy(job, AOTIRunner, staged, batch=batch)
+        report.max_abs_diff, mean_abs = accuracy(job, AOTIRunner, path, batch=batch)
         meta["max_abs_diff_vs_source"] = report.max_abs_diff
         if job.reduced:
             report.mean_abs_diff = mean_abs
-            meta.update(_reduced_meta(job, report))
-        write_sidecar(staged, meta, SIDECAR_FORMAT)
+            meta.update(reduced_meta(job, report))
+        if plan is not None:
+            meta["speed_vs_fp32"] = speed_vs_fp32(job.onnx_path, path, probe)
+            report.note += speed_note(meta["speed_vs_fp32"])
+            meta["note"] = report.note
+        write_sidecar(path, meta, SIDECAR_FORMAT)
     return report
 
 
@@ -350,6 +308,7 @@ def _package_report(
     configs: dict[str, Any],
     rewrites: dict[str, int],
     autocast_bf16: bool,
+    plan: Int8Plan | None,
 ) -> tuple[CompileReport, dict[str, Any]]:
     """An aoti package's report (before validation) and its sidecar, which holds the interface
     the runner reads (a package has no tensor names) and how it was built."""
@@ -361,14 +320,18 @@ def _package_report(
         report.note += f", {job.precision}"
     if autocast_bf16:
         report.note += " (bf16 between int8 ops)"
-    if job.precision == "int8":
-        report.note += f" ({'8' if has_vnni() else '7'}-bit weights"
-        report.note += f", kept in fp32: {', '.join(AOTI_KEEP_FP32)})"
+    if plan is not None:
+        kept = ", ".join(plan.kept_fp32) or "none"
+        report.note += (
+            f" ({'8' if has_vnni() else '7'}-bit weights, {plan.calibration} calibration on "
+            f"{CALIBRATION_SAMPLES} samples; {len(plan.quantised)} convolutions int8, kept in "
+            f"fp32: {kept})"
+        )
     if job.dynamic:
         report.note += f", batch 1..{job.max_batch}"
-    report.note += _rewrites_note(rewrites)
-    report.sidecar = _sidecar(job.out)
-    meta = _meta(job, report, rewrites=dict(rewrites))
+    report.note += rewrites_note(rewrites)
+    report.sidecar = sidecar_path(job.out)
+    meta = compiled_meta(job, report, rewrites=dict(rewrites))
     meta.update(
         checkpoint=str(ckpt.directory.resolve()),
         step=ckpt.step,
@@ -378,8 +341,8 @@ def _package_report(
     )
     if autocast_bf16:
         meta["between_int8_ops"] = "bf16 (autocast)"
-    if job.precision == "int8":
-        meta["quantisation"] = aoti_quantisation_meta(AOTI_KEEP_FP32)
+    if plan is not None:
+        meta["quantisation"] = plan.meta({})
     return report, meta
 
 
