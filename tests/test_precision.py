@@ -224,6 +224,7 @@ def test_aoti_int8(tiny_onnx: ExportReport, tmp_path: Path) -> None:
     assert set(quantisation["calibration_means"]) == set(PT2E_CALIBRATIONS)
     selection = quantisation["selection"]
     assert selection["probe_mean"] <= selection["target_mean"]
+    assert set(selection["seconds"]) == {"calibrate", "select"}  # what the selection cost
     kept = [k["layer"] for k in quantisation["kept_fp32"]]
     if selection["sensitivity"]:  # measured only where all-int8 missed the target
         assert set(selection["sensitivity"]) >= set(kept)

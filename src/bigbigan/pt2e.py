@@ -20,6 +20,7 @@ import copy
 import dataclasses
 import logging
 import operator
+import time
 from typing import Any
 
 import numpy as np
@@ -179,7 +180,9 @@ def quantise_aoti(
     target = SELECTION_MARGIN * precision_limits(job)[0]
     feeds = [feed_tensors(job.inputs, f) for f in calibration_feeds(job.inputs, num_classes)]
     graph = torch.export.export(module, args, dynamic_shapes=dynamic_shapes).module()
+    started = time.perf_counter()
     quantised = {name: calibrate(graph, name, feeds) for name in CALIBRATIONS}
+    calibrated = time.perf_counter()
     layers = int8_layers(quantised[CALIBRATIONS[0]])
     probe_args, expected = feed_tensors(job.inputs, probe), reference(job, probe)
 
@@ -191,6 +194,10 @@ def quantise_aoti(
     plan = Int8Plan(int8_format(), list(QUANTISED_OPS), CALIBRATIONS[0], target)
     macs = {name: n for name, (_, n) in layers.items()}
     plan_int8(measure, list(layers), macs, list(CALIBRATIONS), plan)
+    plan.seconds = {  # calibration passes and conversions; every probe measurement
+        "calibrate": round(calibrated - started, 1),
+        "select": round(time.perf_counter() - calibrated, 1),
+    }
     if plan.probe_mean > target:
         raise BigBiGANError(
             f"{job.out}: aoti int8 cannot stay within the int8 bounds (mean {target:.3g} with "

@@ -99,6 +99,7 @@ class Int8Plan:
     kept_fp32: list[str] = field(default_factory=list)  # layers left in fp32, in order
     probe_mean: float | None = None  # the chosen artefact's mean on the probe
     quantised: list[str] = field(default_factory=list)  # the artefact's int8 layers
+    seconds: dict[str, float] = field(default_factory=dict)  # where the builder times its steps
 
     def meta(self, layers: dict[str, str]) -> dict[str, Any]:
         """The sidecar record; `layers` names each node by the module it came from."""
@@ -114,6 +115,7 @@ class Int8Plan:
                 "target_mean": self.target_mean,
                 "probe_mean": self.probe_mean,
                 "sensitivity": self.sensitivity,
+                **({"seconds": self.seconds} if self.seconds else {}),
             },
             "cpu": cpu_record(),
         }
