@@ -21,14 +21,15 @@ from bigbigan.quantize import (
     PROBE_BATCH,
     PROBE_SEED,
     SELECTION_MARGIN,
-    OrtInt8Plan,
+    Int8Plan,
     conv_layers,
     feed_reader,
-    images_per_second,
     int8_convs,
     ort_int8_format,
     plan_ort_int8,
     quiet_quantiser,
+    speed_note,
+    speed_vs_fp32,
 )
 from bigbigan.runtimes.build import (
     CALIBRATION_SAMPLES,
@@ -67,31 +68,21 @@ def build_ort_int8(job: CompileJob) -> CompileReport:
         plan, layers = _quantise_ort_int8(job, path, probe)
         seconds = time.perf_counter() - started
         max_abs, mean_abs = accuracy(job, OnnxRuntimeRunner, path, REDUCED_VALIDATE_BATCH)
-        fp32_speed, int8_speed = images_per_second([job.onnx_path, path], probe)
+        speed = speed_vs_fp32(job.onnx_path, path, probe)
         kept = [layers.get(n, n) for n in plan.kept_fp32]
         note = (
-            f"ONNX Runtime {ort.__version__} static int8 (QDQ, per-channel, {plan.format.name}, "
+            f"ONNX Runtime {ort.__version__} static int8 (QDQ, per-channel, {plan.format['name']}, "
             f"{plan.calibration} calibration on {CALIBRATION_SAMPLES} samples; "
             f"{len(plan.quantised)} convolutions int8, "
             f"{'kept in fp32: ' + ', '.join(kept) if kept else 'none kept in fp32'})"
         )
-        if int8_speed <= fp32_speed:
-            note += (
-                f"; not faster than fp32 on this CPU ({isa_class()}: {int8_speed:.0f} vs "
-                f"{fp32_speed:.0f} images/s at batch {PROBE_BATCH}): prefer fp32 here"
-            )
+        note += speed_note(speed)
         report = CompileReport("ort", job.precision, job.out, seconds, None, note, max_abs)
         report.mean_abs_diff = mean_abs
         report.sidecar = sidecar_path(job.out)
         meta = compiled_meta(job, report, file_format="ONNX", **reduced_meta(job, report))
         meta["quantisation"] = plan.meta(layers)
-        meta["speed_vs_fp32"] = {
-            "batch": PROBE_BATCH,
-            "fp32_images_per_s": round(fp32_speed, 1),
-            "int8_images_per_s": round(int8_speed, 1),
-            "faster": int8_speed > fp32_speed,
-            "reference": "the fp32 source ONNX in ONNX Runtime, same threads",
-        }
+        meta["speed_vs_fp32"] = speed
         meta["inputs"], meta["outputs"] = specs_to_json(job.inputs), specs_to_json(job.outputs)
         write_sidecar(path, meta)
     return report
@@ -99,7 +90,7 @@ def build_ort_int8(job: CompileJob) -> CompileReport:
 
 def _quantise_ort_int8(
     job: CompileJob, path: Path, probe: dict[str, np.ndarray]
-) -> tuple[OrtInt8Plan, dict[str, str]]:
+) -> tuple[Int8Plan, dict[str, str]]:
     """Quantise the source into `path` (staged; its folder is the scratch space) as
     `plan_ort_int8` chooses, judged on `probe` against the source; returns the plan and the
     model's convolutions by node name (their layer names)."""
