@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bigbigan.autotune import TIE, Candidate, candidates_for, choose
+from bigbigan.autotune import TIE, Build, Candidate, candidates_for, choose
 from bigbigan.cli.main import main
 from bigbigan.cpu import isa_class
 from bigbigan.errors import BigBiGANError
@@ -19,13 +19,23 @@ AMX = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "a
 
 
 def test_bf16_is_a_candidate_only_with_native_bf16() -> None:
-    pairs, left_out = candidates_for("auto", "auto", AVX2)
-    assert ("aoti", "bf16") not in pairs and "no native bf16" in left_out["aoti:bf16"]
-    assert pairs[0] == ("ort", "fp32")  # fp32 first: it wins ties
-    pairs, left_out = candidates_for("auto", "auto", AMX)
-    assert ("aoti", "bf16") in pairs and left_out == {}
-    assert candidates_for("ort", "auto", AVX2)[0] == [("ort", "fp32"), ("ort", "int8")]
-    assert candidates_for("auto", "int8", AVX2)[0] == [("ort", "int8"), ("aoti", "int8")]
+    builds, left_out = candidates_for("auto", "auto", AVX2)
+    assert Build("aoti", "bf16") not in builds and "no native bf16" in left_out["aoti:bf16"]
+    assert builds[0] == Build("ort", "fp32")  # fp32 first: it wins ties
+    builds, left_out = candidates_for("auto", "auto", AMX)
+    assert Build("aoti", "bf16") in builds and left_out == {}
+    exported = Build("ort", "fp32", rewrite=False)
+    assert candidates_for("ort", "auto", AVX2)[0] == [
+        Build("ort", "fp32"),
+        exported,
+        Build("ort", "int8"),
+    ]
+    assert candidates_for("auto", "int8", AVX2)[0] == [Build("ort", "int8"), Build("aoti", "int8")]
+
+
+def test_no_rewrite_keeps_only_the_graph_as_exported_in_fp32() -> None:
+    builds, _ = candidates_for("auto", "auto", AVX2, rewrite=False)
+    assert [b.key for b in builds] == ["ort:fp32:as-exported", "ort:int8", "aoti:int8"]
 
 
 def _measured(key: str, speed: float, mean: float) -> Candidate:
@@ -57,11 +67,13 @@ def test_compile_precision_auto(
     meta = json.loads((tmp_path / "G.onnx.json").read_text())
     assert (meta["format"], meta["version"]) == ("bigbigan-compiled", 1)  # still a document
     auto = meta["autotune"]
-    assert f"note: {auto['why']}" in printed and auto["chosen"] == f"ort:{meta['precision']}"
-    measured = {f"{c['target']}:{c['precision']}": c for c in auto["candidates"]}
-    assert set(measured) == {"ort:fp32", "ort:int8"}
+    assert f"note: {auto['why']}" in printed
+    assert auto["chosen"] in (f"ort:{meta['precision']}", "ort:fp32:as-exported")
+    measured = {Build(c["target"], c["precision"], c["rewrite"]).key: c for c in auto["candidates"]}
+    assert set(measured) == {"ort:fp32", "ort:fp32:as-exported", "ort:int8"}
     assert all(c["images_per_s"] > 0 and len(c["runs_s"]) == 5 for c in measured.values())
     assert measured["ort:fp32"]["mean_abs_diff"] < 1e-5
+    assert measured["ort:fp32:as-exported"]["mean_abs_diff"] < 1e-5
     assert auto["timing"]["batch"] == 8 and auto["cpu"]["isa_class"] == isa_class()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["G.onnx", "G.onnx.json"]
 

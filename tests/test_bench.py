@@ -4,13 +4,14 @@ label-accuracy hook and clear errors. No timing assertions: only that times were
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from bigbigan.autotune import TIE, Candidate, choose
+from bigbigan.autotune import TIE, Build, Candidate, choose
 from bigbigan.bench import (
     FORMAT,
     Row,
@@ -116,17 +117,24 @@ def test_bench_rows_and_json(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert by[("ort", "int8", "2 streams", 4)]["mean_abs_diff"] <= 2e-2
     assert doc["streams"] == 2 and doc["max_mean_diff"] == 5e-3
     assert set(doc["summary"]) == {"fp32", "bf16", "int8", "batch1"}
-    # the automatic choice: autotune's rule over the ort rows as measured, per batch
+    # the automatic choice: autotune's rule over the ort rows as measured, per batch (the plain
+    # session standing for ORT fp32 without the rewrite)
     assert [c["batch"] for c in doc["auto"]] == [1, 4] and doc["auto"] == result.auto
     for choice in doc["auto"]:
-        rows = [by[("ort", p, "", choice["batch"])] for p in ("fp32", "int8")]
+        b = choice["batch"]
+        entries = [
+            (Build("ort", "fp32"), by[("ort", "fp32", "", b)]),
+            (Build("ort", "fp32", rewrite=False), by[("onnxruntime", "fp32", "", b)]),
+            (Build("ort", "int8"), by[("ort", "int8", "", b)]),
+        ]
         measured = [
-            Candidate("ort", r["precision"], images_per_s=r["images_per_s"],
-                      mean_abs_diff=r["mean_abs_diff"])
-            for r in rows
+            Candidate(build.target, build.precision, images_per_s=r["images_per_s"],
+                      mean_abs_diff=r["mean_abs_diff"], rewrite=build.rewrite)
+            for build, r in entries
         ]  # fmt: skip
         winner, why = choose(measured, 5e-3)
-        assert choice["row"] == f"ort {winner.precision}" and choice["why"] == why
+        row = next(r for c, (_, r) in zip(measured, entries, strict=True) if c is winner)
+        assert choice["row"] == f"{row['backend']} {row['precision']}" and choice["why"] == why
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "artifacts" / "G.int8.onnx.json").is_file()
     table = format_table(result.rows)
@@ -240,9 +248,13 @@ def test_auto_choice_is_autotunes_rule_on_the_measured_rows() -> None:
         _row("ort fp32", 1, 100.0, 1e-7),
         _row("ort int8", 1, 100.0 / (1 - TIE / 2), 3e-3),  # within TIE: fp32 keeps it
         _row("torch fp32", 2, 10.0, 0.0),  # no candidate row at batch 2: no entry
+        _row("ort fp32", 16, 100.0, 1e-7),
+        _row("onnxruntime fp32", 16, 140.0, 1e-7),  # the graph as exported, faster here
     ]
     by_batch = {c["batch"]: c for c in auto_choice(rows)}
-    assert set(by_batch) == {1, 8}
+    assert set(by_batch) == {1, 8, 16}
+    assert by_batch[16]["row"] == "onnxruntime fp32"
+    assert by_batch[16]["why"].startswith("ort:fp32:as-exported won")
     assert by_batch[8]["row"] == "ort int8" and by_batch[8]["why"].startswith("ort:int8 won")
     assert "aoti:int8" not in by_batch[8]["why"]  # excluded by the bound
     assert by_batch[1]["row"] == "ort fp32" and "a tie" in by_batch[1]["why"]
@@ -251,7 +263,8 @@ def test_auto_choice_is_autotunes_rule_on_the_measured_rows() -> None:
     assert none["row"] is None and "no candidate" in none["why"]
     table = format_table(rows, auto=auto_choice(rows)).splitlines()
     marked = [line for line in table if line.endswith("<- auto")]
-    assert len(marked) == 2 and "int8" in marked[0] and "fp32" in marked[1]  # batch 8, then 1
+    assert len(marked) == 3 and "int8" in marked[0] and "fp32" in marked[1]  # batch 8, then 1
+    assert "onnxruntime" in marked[2]
     assert "auto" not in format_table(rows)  # no choice given: no column
 
 
@@ -263,8 +276,10 @@ def test_cli_marks_the_automatic_choice(
             "--streams", "0", "--out", str(tmp_path)]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert any(line.endswith("<- auto") and " ort " in line for line in out.splitlines())
-    assert f"auto at batch 2: ort:fp32 won on this {isa_class()} CPU" in out
+    assert any(line.endswith("<- auto") and "fp32" in line for line in out.splitlines())
+    assert re.search(
+        rf"auto at batch 2: ort:fp32(:as-exported)? won on this {isa_class()} CPU", out
+    )
     assert main([*argv, "--max-mean-diff", "0"]) == 1
     assert "--max-mean-diff 0.0: expected a positive number" in capsys.readouterr().err
 

@@ -95,7 +95,8 @@ def test_pipeline_auto_target(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     candidates, to keep it quick), chosen within --tolerance, the winner and why in the report."""
     from bigbigan import autotune
 
-    monkeypatch.setattr(autotune, "CANDIDATES", (("ort", "fp32"), ("ort", "int8")))
+    builds = (autotune.Build("ort", "fp32"), autotune.Build("ort", "int8"))
+    monkeypatch.setattr(autotune, "CANDIDATES", builds)
     out = tmp_path / "p"
     argv = ["pipeline", "--checkpoint", str(tiny_checkpoint), "--out", str(out), *TINY]
     assert main([*argv, "--targets", "onnx,auto"]) == 0

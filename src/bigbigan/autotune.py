@@ -9,6 +9,9 @@ difference from the fp32 source is within the bound is written. bf16 is a candid
 native bf16 (AVX512_BF16 or AMX). Timings within TIE of the fastest count as a tie, won by the
 earlier candidate in CANDIDATES (fp32 before reduced precision, ORT before AOTInductor), so that
 noise between two near-equal artefacts does not flip the choice from one run to the next.
+ORT fp32 is tried with and without the upsampling rewrite: the rewrite's stride-2 transposed
+convolutions win at large batches but lose at batch 1 on an AVX2-only EPYC (6.7-9.4 ms against
+4.8-6.6 ms for the graph as exported, docs/performance.md), so `--batch 1` may keep the latter.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -30,13 +33,27 @@ from bigbigan.documents import read_document, sidecar_path
 from bigbigan.errors import BigBiGANError
 from bigbigan.interface import random_feed
 
+
+class Build(NamedTuple):
+    """One artefact `compile` can make: a candidate before it is built."""
+
+    target: str
+    precision: str
+    rewrite: bool = True  # the upsampling rewrite (model/rewrite.py); fp32 builds only
+
+    @property
+    def key(self) -> str:
+        return f"{self.target}:{self.precision}" + ("" if self.rewrite else ":as-exported")
+
+
 # Preference order: it breaks ties (exact before approximate, portable before compiled).
-CANDIDATES: tuple[tuple[str, str], ...] = (
-    ("ort", "fp32"),
-    ("aoti", "fp32"),
-    ("ort", "int8"),
-    ("aoti", "int8"),
-    ("aoti", "bf16"),
+CANDIDATES: tuple[Build, ...] = (
+    Build("ort", "fp32"),
+    Build("ort", "fp32", rewrite=False),
+    Build("aoti", "fp32"),
+    Build("ort", "int8"),
+    Build("aoti", "int8"),
+    Build("aoti", "bf16"),
 )
 SUFFIX = {"ort": ".onnx", "aoti": ".pt2"}
 DEFAULT_MAX_MEAN_DIFF = 5e-3  # the reduced-precision targets (int8 and bf16 <= 5e-3)
@@ -47,7 +64,7 @@ TIE = 0.05  # within 5% of the fastest: a tie
 
 @dataclass
 class Candidate:
-    """One (target, precision) tried: what it measured, or why it was not."""
+    """One Build tried: what it measured, or why it was not."""
 
     target: str
     precision: str
@@ -58,15 +75,17 @@ class Candidate:
     max_abs_diff: float | None = None
     skipped: str = ""  # why it was not built or not eligible
     note: str = ""
+    rewrite: bool = True
 
     @property
     def key(self) -> str:
-        return f"{self.target}:{self.precision}"
+        return Build(self.target, self.precision, self.rewrite).key
 
     def record(self) -> dict[str, Any]:
         return {
             "target": self.target,
             "precision": self.precision,
+            "rewrite": self.rewrite,
             "images_per_s": None if self.images_per_s is None else round(self.images_per_s, 1),
             "runs_s": None if self.runs_s is None else [round(t, 5) for t in self.runs_s],
             "mean_abs_diff": self.mean_abs_diff,
@@ -77,21 +96,25 @@ class Candidate:
 
 
 def candidates_for(
-    target: str, precision: str, flags: frozenset[str] | None = None
-) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """The (target, precision) pairs to try for `--target`/`--precision` (either may be
-    "auto"), and those left out on this CPU with the reason."""
+    target: str, precision: str, flags: frozenset[str] | None = None, rewrite: bool = True
+) -> tuple[list[Build], dict[str, str]]:
+    """The builds to try for `--target`/`--precision` (either may be "auto"; `rewrite=False`,
+    i.e. `--no-rewrite`, keeps only builds without the rewrite), and those left out on this CPU
+    with the reason."""
     chosen, left_out = [], {}
-    for t, p in CANDIDATES:
+    for build in CANDIDATES:
+        t, p = build.target, build.precision
         if target not in ("auto", t) or precision not in ("auto", p):
             continue
+        if build.rewrite and p == "fp32" and not rewrite:
+            continue
         if p == "bf16" and not has_native_bf16(flags):
-            left_out[f"{t}:{p}"] = (
+            left_out[build.key] = (
                 f"no native bf16 on this CPU ({isa_class(flags)}: neither AVX512_BF16 nor AMX); "
                 "emulated bf16 is slower than fp32"
             )
             continue
-        chosen.append((t, p))
+        chosen.append(build)
     return chosen, left_out
 
 
@@ -179,20 +202,20 @@ def compile_auto(
         raise BigBiGANError(f"--max-mean-diff {max_mean_diff}: expected a positive number")
     if options.get("device", "cpu") != "cpu":
         raise BigBiGANError("--target auto / --precision auto chooses among CPU artefacts only")
-    pairs, left_out = candidates_for(target, precision)
-    if not pairs:
+    builds, left_out = candidates_for(target, precision, rewrite=options.pop("rewrite", True))
+    if not builds:
         raise BigBiGANError(f"--target {target} --precision {precision}: no candidate here")
     stem = out.with_suffix("") if out.suffix.lower() in (".onnx", ".pt2", ".ort") else out
     work = Path(tempfile.mkdtemp(prefix=f".{stem.name}.auto.", dir=stem.parent))
     try:
-        candidates = [Candidate(t, p) for t, p in pairs]
+        candidates = [Candidate(b.target, b.precision, rewrite=b.rewrite) for b in builds]
         reports = {}
         for c in candidates:
             try:
                 # the final name already: AOTInductor names the archive's root after it
-                where = work / f"{c.target}-{c.precision}" / (stem.name + SUFFIX[c.target])
+                where = work / c.key.replace(":", "-") / (stem.name + SUFFIX[c.target])
                 report = build(onnx_path, target=c.target, precision=c.precision, out=where,
-                               **options)  # fmt: skip
+                               rewrite=c.rewrite, **options)  # fmt: skip
             except BigBiGANError as e:
                 c.skipped = f"not built: {e}"
                 continue

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from bigbigan.autotune import DEFAULT_MAX_MEAN_DIFF, Candidate, candidates_for, choose
+from bigbigan.autotune import DEFAULT_MAX_MEAN_DIFF, Build, Candidate, candidates_for, choose
 from bigbigan.bench.settings import PRECISIONS
 from bigbigan.documents import document, write_document
 from bigbigan.errors import BigBiGANError
@@ -86,41 +86,52 @@ def auto_choice(
     """Per batch size, the row `compile --target auto` would keep here: bigbigan.autotune's own
     `choose` (fastest within `max_mean_diff`, ties to the earlier candidate) over the rows that
     are its candidates on this CPU (`ort`/`aoti` artifacts as built, no variant; bf16 only with
-    native bf16), with bench's speed and accuracy. The accuracy is against PyTorch fp32 here and
+    native bf16; the plain `onnxruntime fp32` row stands for ORT fp32 without the rewrite, the
+    same graph), with bench's speed and accuracy. The accuracy is against PyTorch fp32 here and
     against the fp32 ONNX in autotune, which agree within 1e-5. Batches with no candidate row
-    (say `--backends torch,onnxruntime`) have no entry; one where none is within the bound has
-    `row` None and the reason."""
-    pairs, _ = candidates_for("auto", "auto")
-    rank = {pair: i for i, pair in enumerate(pairs)}
+    (say `--backends torch`) have no entry; one where none is within the bound has `row` None
+    and the reason."""
+    builds, _ = candidates_for("auto", "auto")
+    rank = {build: i for i, build in enumerate(builds)}
     choices = []
     for batch in sorted({r.batch for r in rows}):
         measured = sorted(
             (
-                r
+                (_build_of(r), r)
                 for r in rows
-                if r.batch == batch and not r.variant and (r.backend, r.precision) in rank
+                if r.batch == batch and not r.variant and _build_of(r) in rank
             ),
-            key=lambda r: rank[(r.backend, r.precision)],
+            key=lambda pair: rank[pair[0]],
         )
         if not measured:
             continue
         candidates = [
             Candidate(
-                r.backend,
-                r.precision,
+                build.target,
+                build.precision,
                 images_per_s=r.images_per_s,
                 mean_abs_diff=r.mean_abs_diff,
                 max_abs_diff=r.max_abs_diff,
+                rewrite=build.rewrite,
             )
-            for r in measured
+            for build, r in measured
         ]
         try:
             winner, why = choose(candidates, max_mean_diff)
         except BigBiGANError as err:
             choices.append({"batch": batch, "row": None, "why": str(err)})
             continue
-        choices.append({"batch": batch, "row": f"{winner.target} {winner.precision}", "why": why})
+        row = next(r for c, (_, r) in zip(candidates, measured, strict=True) if c is winner)
+        choices.append({"batch": batch, "row": f"{row.backend} {row.precision}", "why": why})
     return choices
+
+
+def _build_of(row: Row) -> Build:
+    """The autotune build a bench row measures (the plain ONNX Runtime session runs the graph
+    as exported, as `compile --target ort --no-rewrite` writes it)."""
+    if row.backend == "onnxruntime":
+        return Build("ort", row.precision, rewrite=False)
+    return Build(row.backend, row.precision)
 
 
 def _auto_rows(auto: Sequence[dict[str, Any]]) -> set[tuple[int, str]]:
