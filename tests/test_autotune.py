@@ -78,6 +78,22 @@ def test_compile_precision_auto(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["G.onnx", "G.onnx.json"]
 
 
+def test_compile_auto_never_writes_over_its_source(
+    tiny_onnx: ExportReport, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out G` next to the source `G.onnx` would name an ORT winner `G.onnx`: refused before
+    anything is built, the source untouched."""
+    source = tiny_onnx.path
+    before = source.read_bytes()
+    stem = source.with_suffix("")
+    argv = ["compile", str(source), "--target", "ort", "--precision", "auto", "--out", str(stem)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"--out {stem} would write {source}: is {source}, which this command reads" in err
+    assert source.read_bytes() == before
+    assert not [p for p in source.parent.iterdir() if ".auto." in p.name]
+
+
 def test_compile_auto_refuses_a_bad_bound(tiny_onnx: ExportReport, tmp_path: Path) -> None:
     from bigbigan.compile import compile_model
 

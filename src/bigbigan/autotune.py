@@ -31,6 +31,7 @@ import numpy as np
 from bigbigan.cpu import has_native_bf16, isa_class, relevant_flags
 from bigbigan.documents import read_document, sidecar_path
 from bigbigan.errors import BigBiGANError
+from bigbigan.fsutil import guard_output
 from bigbigan.interface import random_feed
 
 
@@ -206,6 +207,9 @@ def compile_auto(
     if not builds:
         raise BigBiGANError(f"--target {target} --precision {precision}: no candidate here")
     stem = out.with_suffix("") if out.suffix.lower() in (".onnx", ".pt2", ".ort") else out
+    for suffix in {SUFFIX[b.target] for b in builds}:  # the winner's name: never the source's
+        final = stem.with_name(stem.name + suffix)
+        guard_output(final, f"--out {out} would write", reads=(onnx_path,))
     work = Path(tempfile.mkdtemp(prefix=f".{stem.name}.auto.", dir=stem.parent))
     try:
         candidates = [Candidate(b.target, b.precision, rewrite=b.rewrite) for b in builds]
