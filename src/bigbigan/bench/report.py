@@ -93,15 +93,12 @@ def auto_choice(
     and the reason."""
     builds, _ = candidates_for("auto", "auto")
     rank = {build: i for i, build in enumerate(builds)}
+    as_built = ((_build_of(r), r) for r in rows if not r.variant)  # compile cannot write variants
+    eligible = [(b, r) for b, r in as_built if b in rank]
     choices = []
     for batch in sorted({r.batch for r in rows}):
         measured = sorted(
-            (
-                (_build_of(r), r)
-                for r in rows
-                if r.batch == batch and not r.variant and _build_of(r) in rank
-            ),
-            key=lambda pair: rank[pair[0]],
+            ((b, r) for b, r in eligible if r.batch == batch), key=lambda pair: rank[pair[0]]
         )
         if not measured:
             continue
