@@ -105,9 +105,7 @@ def open_runner(
     limits.check_streams(streams)
     if backend is None:
         backend = backend_for(path)
-    elif backend not in registry.runners():
-        raise BigBiGANError(f"--backend {backend}: expected one of {', '.join(registry.RUNNERS)}")
-    cls = registry.RUNNERS[backend]
+    cls = registry.runner(backend)
     accepted = {
         name
         for name, p in inspect.signature(cls.__init__).parameters.items()

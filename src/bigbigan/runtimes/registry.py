@@ -163,6 +163,14 @@ def runners() -> tuple[str, ...]:
     return tuple(RUNNERS)
 
 
+def runner(name: str, flag: str = "--backend") -> type[Runner]:
+    """The registered runner class `name`, or a one-line error listing the known ones."""
+    load()
+    if name not in RUNNERS:
+        raise BigBiGANError(f"{flag} {name}: expected one of {', '.join(RUNNERS)}")
+    return RUNNERS[name]
+
+
 def targets() -> tuple[str, ...]:
     """The `compile --target` names."""
     load()
