@@ -20,7 +20,6 @@ import os
 import shutil
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,26 +155,21 @@ def time_candidates(
 ) -> None:
     """Time every built candidate on `feed`, in turn (one warm-up round), median of `repeats`;
     its mean/max abs diff from `reference` on the same feed."""
+    from bigbigan.harness.timing import time_in_turn
     from bigbigan.runtimes import open_runner
 
     built = [c for c in candidates if c.path is not None]
     runners = [open_runner(c.path).load() for c in built]
     try:
-        for c, runner in zip(built, runners, strict=True):
-            diff = np.abs(runner.infer(feed)[output] - reference)  # also the warm-up
-            c.mean_abs_diff, c.max_abs_diff = float(diff.mean()), float(diff.max())
-            c.runs_s = []
-        for _ in range(repeats):
-            for c, runner in zip(built, runners, strict=True):
-                started = time.perf_counter()
-                runner.infer(feed)
-                c.runs_s.append(time.perf_counter() - started)
+        outputs, seconds = time_in_turn(runners, feed, repeats)
     finally:
         for runner in runners:
             runner.close()
     batch = next(iter(feed.values())).shape[0]
-    for c in built:
-        c.images_per_s = batch / statistics.median(c.runs_s)
+    for c, out, runs in zip(built, outputs, seconds, strict=True):
+        diff = np.abs(out[output] - reference)
+        c.mean_abs_diff, c.max_abs_diff = float(diff.mean()), float(diff.max())
+        c.runs_s, c.images_per_s = runs, batch / statistics.median(runs)
 
 
 def compile_auto(

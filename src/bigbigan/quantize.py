@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -244,21 +243,17 @@ def images_per_second(
     """Images per second of each model file on `feed` in its backend (chosen by file type,
     this machine's default threads), best of `repeats` runs taken in turn so that a busy moment
     hits them alike."""
+    from bigbigan.harness.timing import time_in_turn
     from bigbigan.runtimes import open_runner
 
     runners = [open_runner(path).load() for path in paths]
     try:
-        seconds: list[list[float]] = [[] for _ in runners]
-        for _ in range(repeats + 1):  # the first round warms up
-            for runner, seen in zip(runners, seconds, strict=True):
-                started = time.perf_counter()
-                runner.infer(feed)
-                seen.append(time.perf_counter() - started)
+        _, seconds = time_in_turn(runners, feed, repeats)
     finally:
         for runner in runners:
             runner.close()
     batch = next(iter(feed.values())).shape[0]
-    return [batch / min(seen[1:]) for seen in seconds]
+    return [batch / min(seen) for seen in seconds]
 
 
 def speed_vs_fp32(source: Path, artefact: Path, feed: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from bigbigan.harness.timing import (
     LATENCY_KEYS,
     latency_stats,
     time_calls,
+    time_in_turn,
     time_runner,
 )
 from bigbigan.inputs import make_inputs
@@ -64,6 +65,16 @@ def test_warmup_runs_are_not_timed(clock):
     assert runner.syncs == 6  # one before and one after every timed call
     assert outputs[-1]["y"][0] == 5  # the outputs are the last call's
     assert result.stats["median"] == pytest.approx(2.0) and result.phases_ms is None
+
+
+def test_artefacts_are_timed_in_turn_after_an_untimed_round(clock):
+    # the first call of each costs 1 s (warm-up, untimed); then a takes 1 ms, b 3 ms a call
+    a = CountingRunner(clock, cost=lambda n: 1.0 if n == 1 else 0.001)
+    b = CountingRunner(clock, cost=lambda n: 1.0 if n == 1 else 0.003)
+    outputs, seconds = time_in_turn([a, b], {}, repeats=4)
+    assert (a.calls, b.calls) == (5, 5)
+    assert [o["y"][0] for o in outputs] == [1, 1]  # the untimed round's outputs
+    assert seconds[0] == pytest.approx([0.001] * 4) and seconds[1] == pytest.approx([0.003] * 4)
 
 
 def test_loop_counts_passes_over_every_batch(clock):

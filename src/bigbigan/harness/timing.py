@@ -127,6 +127,23 @@ def time_calls(
     return Timing(runs, phases, warmup), outputs
 
 
+def time_in_turn(
+    runners: Sequence[Runner], feed: Feed, repeats: int
+) -> tuple[list[dict[str, np.ndarray]], list[list[float]]]:
+    """Each runner's outputs on `feed` (one untimed round, which also warms up) and the seconds
+    of its `repeats` timed calls, taken round by round so that a busy moment hits every runner
+    alike: how artefacts are compared with each other (`compile --target auto`, int8's speed
+    check against fp32)."""
+    outputs = [runner.infer(feed) for runner in runners]
+    seconds: list[list[float]] = [[] for _ in runners]
+    for _ in range(repeats):
+        for runner, seen in zip(runners, seconds, strict=True):
+            started = perf_counter()
+            runner.infer(feed)
+            seen.append(perf_counter() - started)
+    return outputs, seconds
+
+
 def time_runner(
     runner: Runner,
     feeds: Sequence[Feed],
