@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench ablations clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)  ## every backend and precision side by side (see README)
 	$(BIN)/bigbigan bench --out out/bench
+
+ablations: $(STAMP)  ## the recipe ablations of docs/quality.md (hours of CPU; resumable)
+	$(BIN)/python benchmarks/ablations.py --root runs/ablation --jobs 2
 
 clean:
 	rm -rf $(VENV) out
