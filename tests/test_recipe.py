@@ -1,5 +1,6 @@
 """Recipe options (docs/quality.md): each off by default, recorded in checkpoint.json, and each
-doing what it says: stochastic encoder, CBN 1 + gamma, label dropout, EMA, learning rates."""
+doing what it says: stochastic encoder, CBN 1 + gamma, label dropout, EMA, learning rates,
+encoder width."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ OPTIONS = {
     "cbn_gain": "one_plus_gamma",
     "label_dropout": 0.5,
     "ema": True,
+    "encoder_ch": 16,
 }
 TRAIN_OPTIONS = {"lr_d": 4e-4, "encoder_lr_mult": 5.0, "ema_decay": 0.99}
 TINY = {"dataset": "digits", "batch_size": 16, "seed": 3}
@@ -52,6 +54,7 @@ def test_defaults_are_the_reference_recipe():
         0.0,
         False,
     )
+    assert model.encoder_ch is None
     assert (recipe.lr_d, recipe.encoder_lr_mult) == (None, 1.0)
 
 
@@ -75,6 +78,7 @@ def test_configs_round_trip_and_old_json_keeps_old_behaviour():
         ({"label_dropout": 1.0}, "--label-dropout"),
         ({"label_dropout": 0.5, "conditional": False}, "needs a conditional"),
         ({"cbn_gain": "two"}, "--cbn-gain"),
+        ({"encoder_ch": 12}, "--encoder-ch"),
     ],
 )
 def test_bad_model_options(overrides, message):
@@ -121,6 +125,21 @@ def test_stochastic_sample_spread_is_softplus_sigma():
         z = model.E(torch.rand(512, 1, 32, 32))
     assert z.mean().item() == pytest.approx(3.0, abs=0.02)
     assert z.std().item() == pytest.approx(np.log(2.0), rel=0.03)  # softplus(0) = ln 2
+
+
+def test_encoder_width_scales_only_the_encoder():
+    narrow, wide = BigBiGAN(ModelConfig(ch=8)), BigBiGAN(ModelConfig(ch=8, encoder_ch=32))
+    assert (
+        BigBiGAN(ModelConfig(ch=8, encoder_ch=8)).state_dict().keys() == narrow.state_dict().keys()
+    )
+    for name in ("G", "F", "H", "J"):
+        assert count_parameters(getattr(wide, name)) == count_parameters(getattr(narrow, name))
+    assert count_parameters(wide.E) == count_parameters(BigBiGAN(ModelConfig(ch=32)).E)
+    x = torch.rand(3, 1, 32, 32)
+    with torch.no_grad():
+        assert wide.E.features(x).shape == (3, 2 * 32)  # the pooled trunk: 2 * encoder_ch
+        exported = offline_module(wide.eval(), encoder=True)(x.permute(0, 2, 3, 1))
+    assert exported.shape == (3, 100)
 
 
 def test_conditional_batch_norm_one_plus_gain():
@@ -224,11 +243,11 @@ def test_cli_flags_reach_the_checkpoint(tmp_path):
     argv = ["train", "--dataset", "digits", "--ch", "8", "--batch-size", "16", "--steps", "1"]
     argv += ["--stochastic-encoder", "--label-dropout", "0.3", "--ema", "--ema-decay", "0.99"]
     argv += ["--cbn-gain", "one_plus_gamma", "--lr-d", "1e-4", "--encoder-lr-mult", "2"]
-    argv += ["--output-sn", "conv", "--out", str(out)]
+    argv += ["--output-sn", "conv", "--encoder-ch", "16", "--out", str(out)]
     assert main(argv) == 0
     ckpt = checkpoint.read(out)
     expected_model = {"stochastic_encoder": True, "label_dropout": 0.3, "ema": True}
-    expected_model |= {"cbn_gain": "one_plus_gamma", "output_sn": "conv"}
+    expected_model |= {"cbn_gain": "one_plus_gamma", "output_sn": "conv", "encoder_ch": 16}
     assert {k: getattr(ckpt.model, k) for k in expected_model} == expected_model
     assert ckpt.train is not None
     assert dataclasses.astuple(ckpt.train)[-3:] == (1e-4, 2.0, 0.99)

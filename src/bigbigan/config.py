@@ -40,6 +40,9 @@ class ModelConfig:
     # so that z, not y, must carry the class there; > 0 adds that class's embedding rows.
     label_dropout: float = 0.0
     ema: bool = False  # keep exponential moving averages of G and E for evaluation and export
+    # E's base width (None: `ch`), its layers scaled from it as from `ch`: BigBiGAN's encoders
+    # are wider than the reference's, whose pooled features are only 2 * ch wide.
+    encoder_ch: int | None = None
 
     # Values a checkpoint.json written before a field existed stands for (not the defaults).
     LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"output_sn": "conv"}
@@ -49,6 +52,10 @@ class ModelConfig:
             raise BigBiGANError(f"--z-dim must be a multiple of 4, found {self.z_dim}")
         if self.ch < 8 or self.ch % 8:
             raise BigBiGANError(f"--ch must be a positive multiple of 8, found {self.ch}")
+        if self.encoder_ch is not None and (self.encoder_ch < 8 or self.encoder_ch % 8):
+            raise BigBiGANError(
+                f"--encoder-ch must be a positive multiple of 8, found {self.encoder_ch}"
+            )
         if self.channels not in (1, 3):
             raise BigBiGANError(f"channels must be 1 or 3, found {self.channels}")
         if self.init not in INITS:

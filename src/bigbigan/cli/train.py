@@ -60,6 +60,7 @@ def recipe(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema", action="store_true", help="evaluate/export EMAs of G and E")
     p.add_argument("--ema-decay", type=float, default=0.999, help="with --ema")
     p.add_argument("--cbn-gain", choices=CBN_GAINS, default="gamma", help="CBN scale")
+    p.add_argument("--encoder-ch", type=int, help="E's base width (default: --ch)")
     p.add_argument(
         "--output-sn",
         choices=OUTPUT_SN_LAYOUTS,
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace) -> int | None:
         cbn_gain=args.cbn_gain,
         label_dropout=args.label_dropout,
         ema=args.ema,
+        encoder_ch=args.encoder_ch,
     )
     if args.resume:
         from bigbigan.training.resume import as_options, resume_configs

@@ -68,7 +68,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.stochastic = cfg.stochastic_encoder
-        w = cfg.ch // 2  # 32 at the reference width
+        w = (cfg.encoder_ch or cfg.ch) // 2  # 32 at the reference width
         self.stem = nn.Conv2d(cfg.channels, w, 7, stride=2)
         self.stage1 = nn.Sequential(ReversibleBlock(w), ReversibleBlock(w))
         self.stage2 = nn.Sequential(ReversibleBlock(2 * w), ReversibleBlock(2 * w))

@@ -19,7 +19,15 @@ from bigbigan.errors import BigBiGANError
 # flag dest -> (config, field); `unconditional` is the negation of `conditional`
 _MODEL_FLAGS = {"ch": "ch", "init": "init"}
 _MODEL_FLAGS |= {  # the recipe options (docs/quality.md)
-    name: name for name in ("output_sn", "stochastic_encoder", "cbn_gain", "label_dropout", "ema")
+    name: name
+    for name in (
+        "output_sn",
+        "stochastic_encoder",
+        "cbn_gain",
+        "label_dropout",
+        "ema",
+        "encoder_ch",
+    )
 }
 _TRAIN_FLAGS = {
     "dataset": "dataset",
