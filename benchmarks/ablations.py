@@ -36,6 +36,7 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     "cbn_one_plus": ("CBN 1 + γ", ["--cbn-gain", "one_plus_gamma"]),
     "lr_d_4e-4": ("lr_d 4e-4", ["--lr-d", "4e-4"]),
     "output_sn_conv": ("output SN conv layout (the old parity gap)", ["--output-sn", "conv"]),
+    "encoder_ch64": ("encoder ch 64", ["--encoder-ch", "64"]),
     "stochastic_dropout_wide": (
         "stochastic encoder + label dropout 0.5 + encoder ch 64",
         ["--stochastic-encoder", "--label-dropout", "0.5", "--encoder-ch", "64"],
