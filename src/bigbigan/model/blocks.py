@@ -36,7 +36,8 @@ class ConditionalBatchNorm(nn.Module):
     """Batch norm without its own affine; gain and shift are dense maps of the condition.
 
     As in the reference the gain is `gamma(c)` itself, not `1 + gamma(c)`; `one_plus_gain`
-    gives BigGAN's `1 + gamma(c)`, which starts near the identity instead of near zero.
+    gives BigGAN's `1 + gamma(c)`, which starts near the identity instead of at random gains of
+    either sign (docs/quality.md, "Ablations").
     """
 
     def __init__(self, num_features: int, cond_dim: int, one_plus_gain: bool = False) -> None:
