@@ -78,7 +78,8 @@ def test_configs_round_trip_and_old_json_keeps_old_behaviour():
         ({"label_dropout": 1.0}, "--label-dropout"),
         ({"label_dropout": 0.5, "conditional": False}, "needs a conditional"),
         ({"cbn_gain": "two"}, "--cbn-gain"),
-        ({"encoder_ch": 12}, "--encoder-ch"),
+        ({"encoder_ch": 12}, "--encoder-ch must be a positive multiple of 8, found 12"),
+        ({"ch": 4}, "--ch must be a positive multiple of 8, found 4"),
     ],
 )
 def test_bad_model_options(overrides, message):

@@ -50,12 +50,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.z_dim % 4:
             raise BigBiGANError(f"--z-dim must be a multiple of 4, found {self.z_dim}")
-        if self.ch < 8 or self.ch % 8:
-            raise BigBiGANError(f"--ch must be a positive multiple of 8, found {self.ch}")
-        if self.encoder_ch is not None and (self.encoder_ch < 8 or self.encoder_ch % 8):
-            raise BigBiGANError(
-                f"--encoder-ch must be a positive multiple of 8, found {self.encoder_ch}"
-            )
+        for flag, width in (("--ch", self.ch), ("--encoder-ch", self.encoder_ch)):
+            if width is not None and (width < 8 or width % 8):
+                raise BigBiGANError(f"{flag} must be a positive multiple of 8, found {width}")
         if self.channels not in (1, 3):
             raise BigBiGANError(f"channels must be 1 or 3, found {self.channels}")
         if self.init not in INITS:
