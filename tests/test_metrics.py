@@ -153,6 +153,30 @@ def test_bn_crelu_doubles_width_and_splits_signs() -> None:
     np.testing.assert_allclose(out_test, [[0, 3, 0, 0]])
 
 
+def standardised_digits(rows: int = 1200) -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    (xs,) = standardise(x[:rows].astype(np.float32))
+    return torch.from_numpy(xs), torch.from_numpy(y[:rows])
+
+
+def test_a_fit_float32_cannot_finish_is_finished_in_float64() -> None:
+    x, y = standardised_digits()
+    plain = fit_logistic(x, y, 10, 1e-2)  # scikit-learn's tolerance: float32 gets there
+    assert plain.converged and not plain.refined
+    # 1e-6 is below what float32 sums over 1,200 rows can resolve: its L-BFGS stalls short
+    fine = fit_logistic(x, y, 10, 1e-2, tolerance=1e-6)
+    assert fine.refined and fine.converged and fine.weight.dtype == torch.float32
+    w, b = fine.weight.double().requires_grad_(), fine.bias.double().requires_grad_()
+    loss = torch.nn.functional.cross_entropy(x.double() @ w + b, y) + 0.5e-2 * w.square().sum()
+    loss.backward()
+    assert max(w.grad.abs().max(), b.grad.abs().max()) < 1e-5  # float32 rounding of the result
+    assert (fine.weight - plain.weight).abs().max() < 1e-2  # the same optimum, found closer
+    capped = fit_logistic(x, y, 10, 1e-2, max_iter=5)  # float32's 5, then float64's 5
+    assert (capped.iterations, capped.converged, capped.refined) == (10, False, True)
+
+
 def test_probe_is_deterministic_and_checks_shapes() -> None:
     rng = np.random.default_rng(2)
     x, y = rng.standard_normal((200, 5)), rng.integers(0, 2, 200)

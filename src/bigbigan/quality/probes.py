@@ -104,4 +104,5 @@ def probe_suite(
         "holdout_accuracy": logistic["holdout_accuracy"],
         "iterations": logistic["iterations"],
         "converged": logistic["converged"],
+        "refined": logistic["refined"],
     }
