@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bigbigan.quality.metrics import PROTOCOL as PROBE_PROTOCOL
+
 COMMON = ["--dataset", "fashion_mnist", "--ch", "16", "--batch", "64", "--sample-every", "50"]
 COMMON += ["--seed", "0", "--ema"]
 # name -> (the table's label, the options beyond the reference recipe)
@@ -75,6 +77,13 @@ def evaluation(root: Path, name: str, weights: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def up_to_date(result: dict[str, Any] | None, steps: int) -> bool:
+    """An evaluation of the run at `steps` under the current probe protocol."""
+    if result is None or result["step"] != steps:
+        return False
+    return result["encoder"].get("probe_protocol") == json.loads(json.dumps(PROBE_PROTOCOL))
+
+
 def ablate(root: Path, name: str, steps: int) -> None:
     """Train `name` to `steps` (one thread, logged to NAME.log), then evaluate both weights."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -84,8 +93,7 @@ def ablate(root: Path, name: str, steps: int) -> None:
                 train_command(root, name, steps), stdout=log, stderr=log, env=env, check=True
             )
         for weights in WEIGHTS:
-            found = evaluation(root, name, weights)
-            if found is None or found["step"] != steps:
+            if not up_to_date(evaluation(root, name, weights), steps):
                 subprocess.run(
                     evaluate_command(root, name, weights),
                     stdout=log,
@@ -93,6 +101,12 @@ def ablate(root: Path, name: str, steps: int) -> None:
                     env=env,
                     check=True,
                 )
+
+
+def stale_protocol(encoder: dict[str, Any]) -> str:
+    """A note for probes fitted under an older protocol (before version 2 it was not recorded)."""
+    version = encoder.get("probe_protocol", {"version": 1})["version"]
+    return "" if version == PROBE_PROTOCOL["version"] else f", probe protocol v{version}"
 
 
 def row(label: str, weights: str, result: dict[str, Any]) -> str:
@@ -113,7 +127,7 @@ def row(label: str, weights: str, result: dict[str, Any]) -> str:
         f"{generation['label_accuracy']:.4f}",
         f"{generation['fid']:.1f}",
         f"rec. MAE {encoder['reconstruction_mae']:.3f}, "
-        f"rec. class {encoder['reconstruction_label_accuracy']:.3f}",
+        f"rec. class {encoder['reconstruction_label_accuracy']:.3f}" + stale_protocol(encoder),
     ]
     return "| " + " | ".join(cells) + " |"
 

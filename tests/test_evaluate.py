@@ -73,10 +73,12 @@ def test_sections_keys_and_ranges(result: dict) -> None:
     assert list(probes) == ["pixels", "z", "trunk", "trunk_bn_crelu"]
     assert [p["dim"] for p in probes.values()] == [32 * 32, 100, 16, 32]  # ch=8: 4w = 16
     for probe in probes.values():
-        assert {"logistic", "knn1", "knn5", "l2", "holdout_accuracy", "converged"} <= probe.keys()
+        keys = {"logistic", "knn1", "knn5", "l2", "holdout_accuracy", "converged", "refined"}
+        assert keys <= probe.keys()
         assert all(0.0 <= probe[k] <= 1.0 for k in ("logistic", "knn1", "knn5"))
     assert probes["pixels"]["knn1"] > 0.5
     assert enc["probe_accuracy"] == probes["z"]["logistic"]
+    assert enc["probe_protocol"]["version"] == 2 and enc["probe_protocol"]["l2_grid"]
     assert enc["best_feature_probe"] in ("z", "trunk", "trunk_bn_crelu")
     assert result["missing"] is None and result["seconds"] > 0
     assert 0.0 < enc["reconstruction_mae"] < 1.0

@@ -37,6 +37,7 @@ from bigbigan.fsutil import ensure_dir, write_text
 from bigbigan.images import save_grid, save_labelled_rows
 from bigbigan.model.networks import BigBiGAN, Encoder, Generator
 from bigbigan.quality import classifier as classifier_module
+from bigbigan.quality.metrics import PROTOCOL as PROBE_PROTOCOL
 from bigbigan.quality.metrics import frechet_distance, label_accuracy, mean_abs_error
 from bigbigan.quality.probes import default_cache_dir, feature_probes
 from bigbigan.shipped import MODELS_DIR
@@ -327,6 +328,7 @@ def _encoder_metrics(
             (p["logistic"], name) for name, p in probes.items() if name != "pixels"
         )[1],
         "probes": probes,
+        "probe_protocol": PROBE_PROTOCOL,
         "pixel_probes_cached": pixels_cached,
         "probe_train": len(train_x),
         "probe_test": len(test_x),
