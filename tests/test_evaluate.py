@@ -79,6 +79,7 @@ def test_sections_keys_and_ranges(result: dict) -> None:
     assert probes["pixels"]["knn1"] > 0.5
     assert enc["probe_accuracy"] == probes["z"]["logistic"]
     assert enc["probe_protocol"]["version"] == 2 and enc["probe_protocol"]["l2_grid"]
+    assert enc["z_rms"] > 0 and enc["prior_rms"] == pytest.approx(0.8796, abs=1e-4)
     assert enc["best_feature_probe"] in ("z", "trunk", "trunk_bn_crelu")
     assert result["missing"] is None and result["seconds"] > 0
     assert 0.0 < enc["reconstruction_mae"] < 1.0
@@ -129,6 +130,7 @@ def test_format_report(result: dict) -> None:
     assert f"{result['generation']['fid']:.3f}" in text
     assert f"{result['encoder']['pixel_probe_accuracy']:.4f}" in text
     assert f"{result['encoder']['probes']['trunk']['knn5']:.4f}" in text
+    assert f"{result['encoder']['z_rms']:.4f}" in text and "0.8796" in text  # E's z vs the noise
 
 
 def test_without_the_dataset_only_generation_is_measured_and_the_fix_is_named(

@@ -199,3 +199,15 @@ def test_mean_abs_error() -> None:
     assert mean_abs_error(a, b) == pytest.approx(1.0)
     with pytest.raises(BigBiGANError, match="shapes differ"):
         mean_abs_error(a, b[:1])
+
+
+# --- the noise's scale (evaluate's reference for E's z) --------------------------------------
+
+
+@pytest.mark.parametrize("threshold", [0.5, 2.0, 8.0])
+def test_truncated_normal_rms_matches_its_samples(threshold: float) -> None:
+    from bigbigan.training.sampling import truncated_normal, truncated_normal_rms
+
+    z = truncated_normal(np.random.default_rng(0), (400_000,), threshold).astype(np.float64)
+    assert truncated_normal_rms(threshold) == pytest.approx(np.sqrt(np.mean(z**2)), rel=3e-3)
+    assert truncated_normal_rms(8.0) == pytest.approx(1.0)  # barely truncated: a standard normal

@@ -43,7 +43,7 @@ from bigbigan.quality.probes import default_cache_dir, feature_probes
 from bigbigan.shipped import MODELS_DIR
 from bigbigan.training.checkpoint import load_model
 from bigbigan.training.data import load_dataset
-from bigbigan.training.sampling import class_labels, truncated_normal
+from bigbigan.training.sampling import class_labels, truncated_normal, truncated_normal_rms
 
 EVALUATION_FILE = "evaluation.json"
 EVALUATION_FORMAT = "bigbigan-evaluation"
@@ -332,6 +332,8 @@ def _encoder_metrics(
         "pixel_probes_cached": pixels_cached,
         "probe_train": len(train_x),
         "probe_test": len(test_x),
+        "z_rms": float(z_test.square().mean().sqrt()),
+        "prior_rms": truncated_normal_rms(),
         "reconstruction_n": len(recon_idx),
         "reconstruction_mae": mean_abs_error(recon.numpy(), test_x[recon_idx].numpy()),
         "reconstruction_label_accuracy": label_accuracy(recon_logits, recon_y.numpy()),

@@ -99,6 +99,13 @@ def _encoder_rows(enc: dict[str, Any]) -> list[Row]:
     return rows + [
         (
             "",
+            "RMS of E's z on real test images",
+            _fmt(enc["z_rms"]),
+            _fmt(enc["prior_rms"]),
+            "G's noise (G cannot invert a z far from it)",
+        ),
+        (
+            "",
             "reconstruction MAE |x - G(E(x))|",
             _fmt(enc["reconstruction_mae"]),
             "",

@@ -6,6 +6,8 @@ input files and resumed training reproducible.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 TRUNCATION = 2.0
@@ -22,6 +24,13 @@ def truncated_normal(
         z[outside] = rng.standard_normal(int(outside.sum()), dtype=np.float32)
         outside = np.abs(z) > threshold
     return z
+
+
+def truncated_normal_rms(threshold: float = TRUNCATION) -> float:
+    """The root mean square of `truncated_normal`'s samples, in closed form: the scale an
+    encoder's z should have to look like G's noise."""
+    density = math.exp(-(threshold**2) / 2) / math.sqrt(2 * math.pi)
+    return math.sqrt(1 - 2 * threshold * density / math.erf(threshold / math.sqrt(2)))
 
 
 def class_labels(n: int, num_classes: int) -> np.ndarray:
