@@ -71,7 +71,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmpdir.mkdir()
     cwd.mkdir()
     port = _free_port()
-    env = {**os.environ, "TMPDIR": str(tmpdir), "PYTHONUNBUFFERED": "1"}
+    # PYTHONFAULTHANDLER: SIGABRT makes it print every thread's stack (see the stopping test)
+    env = {**os.environ, "TMPDIR": str(tmpdir), "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
     process = subprocess.Popen(
         [sys.executable, "-m", "bigbigan", "serve", "--port", str(port)],
@@ -312,6 +313,12 @@ def test_stopping_leaves_nothing_behind(server: Server) -> None:
     """Runs last: Ctrl-C stops the server, which deletes its temporary folder."""
     assert any(p.name.startswith("bigbigan-serve-") for p in server.tmpdir.iterdir())
     server.process.send_signal(signal.SIGINT)
-    assert server.process.wait(timeout=60) is not None
+    try:
+        server.process.wait(timeout=60)
+    except subprocess.TimeoutExpired:  # say where it hangs: every thread's stack, then fail
+        server.process.send_signal(signal.SIGABRT)
+        server.process.wait(timeout=30)
+        time.sleep(1)  # the reader thread drains the pipe
+        pytest.fail("still running 60 s after Ctrl-C; output:\n" + "".join(server.output))
     assert list(server.tmpdir.iterdir()) == [], "".join(server.output)
     assert list(server.cwd.iterdir()) == []
