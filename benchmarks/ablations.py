@@ -77,11 +77,14 @@ def evaluation(root: Path, name: str, weights: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def current_protocol(encoder: dict[str, Any]) -> bool:
+    """Whether the probes were fitted under the current protocol (as JSON: tuples are lists)."""
+    return encoder.get("probe_protocol") == json.loads(json.dumps(PROBE_PROTOCOL))
+
+
 def up_to_date(result: dict[str, Any] | None, steps: int) -> bool:
     """An evaluation of the run at `steps` under the current probe protocol."""
-    if result is None or result["step"] != steps:
-        return False
-    return result["encoder"].get("probe_protocol") == json.loads(json.dumps(PROBE_PROTOCOL))
+    return result is not None and result["step"] == steps and current_protocol(result["encoder"])
 
 
 def ablate(root: Path, name: str, steps: int) -> None:
@@ -104,9 +107,10 @@ def ablate(root: Path, name: str, steps: int) -> None:
 
 
 def stale_protocol(encoder: dict[str, Any]) -> str:
-    """A note for probes fitted under an older protocol (before version 2 it was not recorded)."""
-    version = encoder.get("probe_protocol", {"version": 1})["version"]
-    return "" if version == PROBE_PROTOCOL["version"] else f", probe protocol v{version}"
+    """A note for probes fitted under another protocol (before version 2 it was not recorded)."""
+    if current_protocol(encoder):
+        return ""
+    return f", probe protocol v{encoder.get('probe_protocol', {'version': 1})['version']}"
 
 
 def row(label: str, weights: str, result: dict[str, Any]) -> str:

@@ -203,8 +203,8 @@ def _lbfgs(
 ) -> LogisticFit:
     """`fit_logistic`'s L-BFGS in the dtype of `x` (and of `start`, when given)."""
     if start is None:
-        zeros = torch.zeros(x.shape[1] + 1, num_classes, dtype=x.dtype)
-        start = LogisticFit(zeros[:-1], zeros[-1], 0, False)
+        zeros = torch.zeros(x.shape[1], num_classes, dtype=x.dtype)
+        start = LogisticFit(zeros, torch.zeros(num_classes, dtype=x.dtype), 0, False)
     weight = start.weight.clone().requires_grad_()
     bias = start.bias.clone().requires_grad_()
     optimizer = torch.optim.LBFGS(
