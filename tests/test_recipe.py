@@ -1,6 +1,6 @@
 """Recipe options (docs/quality.md): each off by default, recorded in checkpoint.json, and each
 doing what it says: stochastic encoder, CBN 1 + gamma, label dropout, EMA, learning rates,
-encoder width."""
+encoder width, E also predicting y."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ OPTIONS = {
     "label_dropout": 0.5,
     "ema": True,
     "encoder_ch": 16,
+    "encoder_label_loss": 0.5,
 }
 TRAIN_OPTIONS = {"lr_d": 4e-4, "encoder_lr_mult": 5.0, "ema_decay": 0.99}
 TINY = {"dataset": "digits", "batch_size": 16, "seed": 3}
@@ -54,7 +55,8 @@ def test_defaults_are_the_reference_recipe():
         0.0,
         False,
     )
-    assert model.encoder_ch is None
+    assert model.encoder_ch is None and model.encoder_label_loss == 0.0
+    assert BigBiGAN(model).E.classifier is None
     assert (recipe.lr_d, recipe.encoder_lr_mult) == (None, 1.0)
 
 
@@ -78,6 +80,8 @@ def test_configs_round_trip_and_old_json_keeps_old_behaviour():
         ({"label_dropout": 1.0}, "--label-dropout"),
         ({"label_dropout": 0.5, "conditional": False}, "needs a conditional"),
         ({"cbn_gain": "two"}, "--cbn-gain"),
+        ({"encoder_label_loss": -1.0}, "--encoder-label-loss must be >= 0, found -1.0"),
+        ({"encoder_label_loss": 1.0, "conditional": False}, "--encoder-label-loss needs"),
         ({"encoder_ch": 12}, "--encoder-ch must be a positive multiple of 8, found 12"),
         ({"ch": 4}, "--ch must be a positive multiple of 8, found 4"),
     ],
@@ -169,6 +173,34 @@ def test_label_dropout_adds_a_null_class_and_drops_the_given_fraction():
     assert state.noise_rng.random() == np.random.default_rng(0).random()
 
 
+def test_encoder_label_loss_trains_a_classifier_of_z_that_export_leaves_out():
+    torch.manual_seed(0)
+    cfg = ModelConfig(ch=8, encoder_label_loss=2.0)
+    model = BigBiGAN(cfg)
+    assert count_parameters(model.E) == count_parameters(BigBiGAN(ModelConfig(ch=8)).E) + (
+        cfg.num_classes * (cfg.z_dim + 1)
+    )
+    run_state = train.Run(
+        model, *train.make_optimizers(model, TrainConfig()), np.random.default_rng(0)
+    )
+    x, y = torch.rand(8, 1, 32, 32), torch.arange(8) % 10
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model.E.classifier(model.E(x)), y)
+    before = model.E.classifier.weight.clone()
+    losses = train.train_step(run_state, x, y, TrainConfig(d_steps=1))
+    assert losses["encoder_label_ce"] == pytest.approx(expected.item(), rel=1e-5)
+    assert not torch.equal(model.E.classifier.weight, before)  # the loss reaches it
+    model.eval()
+    with torch.no_grad():
+        exported = offline_module(model, encoder=True)(x.permute(0, 2, 3, 1))
+    torch.testing.assert_close(exported, model.E(x))  # z, not the logits
+    plain = BigBiGAN(ModelConfig(ch=8))
+    plain_run = train.Run(
+        plain, *train.make_optimizers(plain, TrainConfig()), np.random.default_rng(0)
+    )
+    assert "encoder_label_ce" not in train.train_step(plain_run, x, y, TrainConfig(d_steps=1))
+
+
 def test_optimizers_learning_rates():
     model = BigBiGAN(ModelConfig(ch=8))
     opt_d, opt_ge = train.make_optimizers(model, TrainConfig())
@@ -244,11 +276,13 @@ def test_cli_flags_reach_the_checkpoint(tmp_path):
     argv = ["train", "--dataset", "digits", "--ch", "8", "--batch-size", "16", "--steps", "1"]
     argv += ["--stochastic-encoder", "--label-dropout", "0.3", "--ema", "--ema-decay", "0.99"]
     argv += ["--cbn-gain", "one_plus_gamma", "--lr-d", "1e-4", "--encoder-lr-mult", "2"]
-    argv += ["--output-sn", "conv", "--encoder-ch", "16", "--out", str(out)]
+    argv += ["--output-sn", "conv", "--encoder-ch", "16", "--encoder-label-loss", "0.5"]
+    argv += ["--out", str(out)]
     assert main(argv) == 0
     ckpt = checkpoint.read(out)
     expected_model = {"stochastic_encoder": True, "label_dropout": 0.3, "ema": True}
     expected_model |= {"cbn_gain": "one_plus_gamma", "output_sn": "conv", "encoder_ch": 16}
+    expected_model |= {"encoder_label_loss": 0.5}
     assert {k: getattr(ckpt.model, k) for k in expected_model} == expected_model
     assert ckpt.train is not None
     assert dataclasses.astuple(ckpt.train)[-3:] == (1e-4, 2.0, 0.99)

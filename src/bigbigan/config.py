@@ -43,6 +43,10 @@ class ModelConfig:
     # E's base width (None: `ch`), its layers scaled from it as from `ch`: BigBiGAN's encoders
     # are wider than the reference's, whose pooled features are only 2 * ch wide.
     encoder_ch: int | None = None
+    # E also predicts y: the weight of a cross-entropy loss, against the real image's label, of a
+    # linear classifier on E's z, added to G and E's loss. The conditional set-up lets z carry no
+    # class (G is told y); this asks z to carry it. > 0 adds the classifier, used only in training.
+    encoder_label_loss: float = 0.0
 
     # Values a checkpoint.json written before a field existed stands for (not the defaults).
     LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"output_sn": "conv"}
@@ -63,6 +67,12 @@ class ModelConfig:
             raise BigBiGANError(f"--label-dropout must be in [0, 1), found {self.label_dropout}")
         if self.label_dropout and not self.conditional:
             raise BigBiGANError("--label-dropout needs a conditional model (drop --unconditional)")
+        if not self.encoder_label_loss >= 0.0:
+            raise BigBiGANError(
+                f"--encoder-label-loss must be >= 0, found {self.encoder_label_loss}"
+            )
+        if self.encoder_label_loss and not self.conditional:
+            raise BigBiGANError("--encoder-label-loss needs a conditional model's labels")
         if self.output_sn not in OUTPUT_SN_LAYOUTS:
             raise BigBiGANError(
                 f"--output-sn must be one of {OUTPUT_SN_LAYOUTS}, found {self.output_sn!r}"

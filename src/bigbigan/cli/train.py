@@ -62,6 +62,12 @@ def recipe(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cbn-gain", choices=CBN_GAINS, default="gamma", help="CBN scale")
     p.add_argument("--encoder-ch", type=int, help="E's base width (default: --ch)")
     p.add_argument(
+        "--encoder-label-loss",
+        type=float,
+        default=0.0,
+        help="weight of E also predicting the real image's label from z (0: off)",
+    )
+    p.add_argument(
         "--output-sn",
         choices=OUTPUT_SN_LAYOUTS,
         default="transposed",
@@ -100,6 +106,7 @@ def run(args: argparse.Namespace) -> int | None:
         label_dropout=args.label_dropout,
         ema=args.ema,
         encoder_ch=args.encoder_ch,
+        encoder_label_loss=args.encoder_label_loss,
     )
     if args.resume:
         from bigbigan.training.resume import as_options, resume_configs

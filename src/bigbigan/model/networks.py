@@ -78,6 +78,10 @@ class Encoder(nn.Module):
             DenseResBlock(8 * w, 8 * w, spectral=False),
             nn.Linear(8 * w, cfg.z_dim * (2 if self.stochastic else 1)),
         )
+        # training only (`encoder_label_loss`): logits of y from z; export and evaluate skip it
+        self.classifier = (
+            nn.Linear(cfg.z_dim, cfg.num_classes) if cfg.encoder_label_loss > 0 else None
+        )
 
     @staticmethod
     def _pool_widen(x: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from bigbigan import fsutil, limits
@@ -145,8 +146,12 @@ def train_step(
             run.opt_d.step()
             continue
         loss_ge = generator_encoder_loss(real, fake_scores)
+        objective_ge = loss_ge
+        if model.E.classifier is not None:  # E also predicts the real images' labels
+            label_ce = F.cross_entropy(model.E.classifier(z_hat.float()), labels)
+            objective_ge = loss_ge + model.cfg.encoder_label_loss * label_ce
         grads_d = torch.autograd.grad(loss_d, d_params, retain_graph=True)
-        grads_ge = torch.autograd.grad(loss_ge, ge_params, allow_unused=True)
+        grads_ge = torch.autograd.grad(objective_ge, ge_params, allow_unused=True)
         run.opt_ge.zero_grad(set_to_none=True)
         for p, g in zip([*d_params, *ge_params], [*grads_d, *grads_ge], strict=True):
             p.grad = g
@@ -158,6 +163,8 @@ def train_step(
         replicas.sync_buffers(model)
     update_ema(model, run.step, cfg.ema_decay)
     losses = {"loss_d": loss_d.item(), "loss_ge": loss_ge.item()}
+    if model.E.classifier is not None:
+        losses["encoder_label_ce"] = label_ce.item()
     for name, r, f in zip(("x", "z", "xz"), real, fake_scores, strict=True):
         losses[f"s_{name}_real"], losses[f"s_{name}_fake"] = r.mean().item(), f.mean().item()
     return losses

@@ -27,6 +27,7 @@ _MODEL_FLAGS |= {  # the recipe options (docs/quality.md)
         "label_dropout",
         "ema",
         "encoder_ch",
+        "encoder_label_loss",
     )
 }
 _TRAIN_FLAGS = {
