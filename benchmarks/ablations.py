@@ -27,6 +27,9 @@ from bigbigan.quality.metrics import PROTOCOL as PROBE_PROTOCOL
 
 COMMON = ["--dataset", "fashion_mnist", "--ch", "16", "--batch", "64", "--sample-every", "50"]
 COMMON += ["--seed", "0", "--ema"]
+# The options of the new shipped model's run (docs/quality.md, "The new shipped model")
+RECIPE = ["--stochastic-encoder", "--label-dropout", "0.5", "--encoder-lr-mult", "2"]
+RECIPE += ["--cbn-gain", "one_plus_gamma", "--encoder-ch", "64"]
 # name -> (the table's label, the options beyond the reference recipe)
 RUNS: dict[str, tuple[str, list[str]]] = {
     "reference": ("reference", []),
@@ -42,6 +45,12 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     "stochastic_dropout_wide": (
         "stochastic encoder + label dropout 0.5 + encoder ch 64",
         ["--stochastic-encoder", "--label-dropout", "0.5", "--encoder-ch", "64"],
+    ),
+    "encoder_label_loss": ("E predicts y (weight 1)", ["--encoder-label-loss", "1"]),
+    "recipe": ("the new shipped model's recipe (all of the above but lr_d, conv layout)", RECIPE),
+    "recipe_label_loss": (
+        "the new shipped model's recipe + E predicts y (weight 1)",
+        [*RECIPE, "--encoder-label-loss", "1"],
     ),
 }
 WEIGHTS = {"ema": [], "live": ["--live-weights"]}

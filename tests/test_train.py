@@ -14,8 +14,8 @@ from bigbigan.training import loop as train
 TINY = {"dataset": "digits", "batch_size": 16, "seed": 3}
 
 
-def run(out, steps, resume=False):
-    cfg = TrainConfig(**TINY, steps=steps)
+def run(out, steps, resume=False, sample_every=0):
+    cfg = TrainConfig(**TINY, steps=steps, sample_every=sample_every)
     return train.train(
         cfg, train.model_config_for("digits", ch=8), out, resume=resume, progress=False
     )
@@ -61,6 +61,13 @@ def test_resume_reproduces_uninterrupted_weights(tmp_path, uninterrupted):
     assert_same_weights(out, uninterrupted)
     steps = [json.loads(x)["step"] for x in (out / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_checkpoints_between_steps_change_nothing(tmp_path, uninterrupted):
+    """Checkpointing every step (--sample-every 1) trains the same bits: a run's kept step-N
+    checkpoint is what the same command with --steps N gives."""
+    out = run(tmp_path / "r", steps=6, sample_every=1)
+    assert_same_weights(out, uninterrupted)
 
 
 def test_sigint_stops_at_a_step_boundary_and_resumes_exactly(tmp_path, monkeypatch, uninterrupted):
