@@ -276,3 +276,31 @@ def test_cli_serve_without_gradio_says_how_to_install_it(monkeypatch, capsys) ->
         "bigbigan serve: error: bigbigan serve needs Gradio: "
         "pip install -e '.[serve]' (or pip install gradio)"
     )
+
+
+def test_sigterm_stops_serve_as_ctrl_c_does_and_deletes_its_folder(monkeypatch) -> None:
+    """`kill` (SIGTERM) mid-start: the same KeyboardInterrupt as Ctrl-C, the temporary folder
+    deleted, Python's own SIGTERM handling back afterwards."""
+    import os
+    import signal
+    import time
+
+    from bigbigan.serve import app
+    from bigbigan.serve import engine as engine_module
+
+    folders: list[Path] = []
+
+    def killed_while_opening(folder: Path, **_: object) -> Engine:
+        folders.append(folder)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler interrupts this
+        raise AssertionError("SIGTERM did not stop serve")
+
+    monkeypatch.setattr(app, "import_gradio", lambda: None)
+    monkeypatch.setattr(engine_module, "open_engine", killed_while_opening)
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        app.serve(checkpoint=MODELS_DIR / "bigbigan_fashion_mnist", read_classes=False)
+    assert len(folders) == 1 and folders[0].name.startswith("bigbigan-serve-")
+    assert not folders[0].exists()
+    assert signal.getsignal(signal.SIGTERM) is previous

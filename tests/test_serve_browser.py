@@ -9,6 +9,7 @@ prints where.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -63,6 +64,21 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@contextlib.contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+    """A suite started in the background (`pytest &` in a script) ignores SIGINT, and so would
+    the server it starts (Python leaves an ignored SIGINT ignored), making Ctrl-C a no-op there:
+    the server gets the default disposition a terminal's Ctrl-C meets (a handler does not
+    survive exec; an ignored signal does)."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`python -m bigbigan serve --port N` on the shipped model, as the README says."""
@@ -74,14 +90,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # PYTHONFAULTHANDLER: SIGABRT makes it print every thread's stack (see the stopping test)
     env = {**os.environ, "TMPDIR": str(tmpdir), "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bigbigan", "serve", "--port", str(port)],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with _sigint_not_ignored():
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bigbigan", "serve", "--port", str(port)],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     running = Server(f"http://127.0.0.1:{port}/", process, tmpdir, cwd)
     reader = threading.Thread(target=lambda: running.output.extend(process.stdout), daemon=True)
     reader.start()

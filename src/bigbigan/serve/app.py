@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -71,6 +72,22 @@ def workspace() -> Iterator[Path]:
             else:
                 os.environ[name] = value
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def stop_on_terminate() -> Iterator[None]:
+    """SIGTERM (`kill`, systemd, a container stopping) stops the server as Ctrl-C does, so that
+    its temporary folder is deleted. Python's default SIGTERM exits without cleaning up, and a
+    server started in the background (`bigbigan serve &`) ignores Ctrl-C."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_images(engine: Engine, folder: Path, dataset: str | None) -> list[Path]:
@@ -301,12 +318,12 @@ def serve(
     port: int = DEFAULT_PORT,
     echo: Callable[[str], None] = print,
 ) -> None:
-    """Build the artefacts, load them once, serve the page until interrupted, clean up.
+    """Build the artefacts, load them once, serve the page until Ctrl-C or SIGTERM, clean up.
 
     `classifier` defaults to the shipped one for the checkpoint's dataset; `read_classes=False`
     runs without one. Everything, imports included, happens inside the workspace, so that no
     library has written to the system's temporary folder before it is redirected."""
-    with workspace() as folder:
+    with stop_on_terminate(), workspace() as folder:
         from bigbigan.quality.evaluate import default_classifier_path
         from bigbigan.serve.engine import open_engine
         from bigbigan.training import checkpoint as ckpt_io
