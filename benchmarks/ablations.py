@@ -27,7 +27,8 @@ from bigbigan.quality.metrics import PROTOCOL as PROBE_PROTOCOL
 
 COMMON = ["--dataset", "fashion_mnist", "--ch", "16", "--batch", "64", "--sample-every", "50"]
 COMMON += ["--seed", "0", "--ema"]
-# The options of the new shipped model's run (docs/quality.md, "The new shipped model")
+# Recipe A: the options of the first new shipped-model run (docs/quality.md, "The new shipped
+# model"); the second adds --encoder-label-loss 1
 RECIPE = ["--stochastic-encoder", "--label-dropout", "0.5", "--encoder-lr-mult", "2"]
 RECIPE += ["--cbn-gain", "one_plus_gamma", "--encoder-ch", "64"]
 # name -> (the table's label, the options beyond the reference recipe)
@@ -47,9 +48,13 @@ RUNS: dict[str, tuple[str, list[str]]] = {
         ["--stochastic-encoder", "--label-dropout", "0.5", "--encoder-ch", "64"],
     ),
     "encoder_label_loss": ("E predicts y (weight 1)", ["--encoder-label-loss", "1"]),
-    "recipe": ("the new shipped model's recipe (all of the above but lr_d, conv layout)", RECIPE),
+    "recipe": (
+        "recipe A: stochastic encoder + label dropout 0.5 + encoder lr ×2 + CBN 1 + γ "
+        "+ encoder ch 64",
+        RECIPE,
+    ),
     "recipe_label_loss": (
-        "the new shipped model's recipe + E predicts y (weight 1)",
+        "recipe A + E predicts y (weight 1)",
         [*RECIPE, "--encoder-label-loss", "1"],
     ),
 }

@@ -10,6 +10,7 @@ from bigbigan.config import ModelConfig
 from bigbigan.model.blocks import (
     DenseResBlock,
     DownBlock,
+    LabelHead,
     ResBlock,
     ReversibleBlock,
     SelfAttention,
@@ -80,7 +81,7 @@ class Encoder(nn.Module):
         )
         # training only (`encoder_label_loss`): logits of y from z; export and evaluate skip it
         self.classifier = (
-            nn.Linear(cfg.z_dim, cfg.num_classes) if cfg.encoder_label_loss > 0 else None
+            LabelHead(cfg.z_dim, cfg.num_classes) if cfg.encoder_label_loss > 0 else None
         )
 
     @staticmethod
@@ -260,7 +261,9 @@ def init_weights(model: nn.Module, init: str) -> None:
         id(m) for a in model.modules() if isinstance(a, SelfAttention) for m in a.children()
     }
     for m in model.modules():
-        if isinstance(m, nn.Embedding):
+        if isinstance(m, LabelHead):
+            m.reset_parameters()  # zeros: no draw, so the other layers' draws stay as without it
+        elif isinstance(m, nn.Embedding):
             nn.init.uniform_(m.weight, -0.05, 0.05)
         elif isinstance(m, (nn.Conv2d, nn.Linear)):
             weight = _weight_of(m)
