@@ -6,6 +6,7 @@ test_serve_browser.py. None of this needs Gradio."""
 from __future__ import annotations
 
 import io
+import os
 import threading
 from pathlib import Path
 
@@ -278,29 +279,46 @@ def test_cli_serve_without_gradio_says_how_to_install_it(monkeypatch, capsys) ->
     )
 
 
-def test_sigterm_stops_serve_as_ctrl_c_does_and_deletes_its_folder(monkeypatch) -> None:
-    """`kill` (SIGTERM) mid-start: the same KeyboardInterrupt as Ctrl-C, the temporary folder
-    deleted, Python's own SIGTERM handling back afterwards."""
-    import os
+# `bigbigan serve` whose engine takes forever to open: it prints its temporary folder and waits
+_SLOW_START = """
+import sys, time
+from bigbigan.cli.main import main
+from bigbigan.serve import app, engine
+
+def opening_forever(folder, **_):
+    print(folder, flush=True)
+    time.sleep(120)
+
+app.import_gradio = lambda: None
+engine.open_engine = opening_forever
+sys.exit(main(["serve"]))
+"""
+
+
+def test_sigterm_stops_serve_as_ctrl_c_does_and_deletes_its_folder(tmp_path: Path) -> None:
+    """`kill` (SIGTERM) mid-start: the same interrupt as Ctrl-C, exit 130 with one line, and the
+    temporary folder deleted. In a fresh process, as a user's server is: a signal sent to this
+    test process late in a full run crashes the interpreter (see test_train's SIGINT test)."""
     import signal
-    import time
+    import subprocess
+    import sys
 
-    from bigbigan.serve import app
-    from bigbigan.serve import engine as engine_module
-
-    folders: list[Path] = []
-
-    def killed_while_opening(folder: Path, **_: object) -> Engine:
-        folders.append(folder)
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(10)  # the handler interrupts this
-        raise AssertionError("SIGTERM did not stop serve")
-
-    monkeypatch.setattr(app, "import_gradio", lambda: None)
-    monkeypatch.setattr(engine_module, "open_engine", killed_while_opening)
-    previous = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt):
-        app.serve(checkpoint=MODELS_DIR / "bigbigan_fashion_mnist", read_classes=False)
-    assert len(folders) == 1 and folders[0].name.startswith("bigbigan-serve-")
-    assert not folders[0].exists()
-    assert signal.getsignal(signal.SIGTERM) is previous
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_START],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        folder = Path(process.stdout.readline().strip())
+        assert folder.parent == tmp_path and folder.name.startswith("bigbigan-serve-"), folder
+        assert folder.is_dir()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "bigbigan serve: error: interrupted"
+    assert not folder.exists()
