@@ -42,6 +42,11 @@ def run(out, steps, resume=False, **options):
     return train.train(cfg, model_cfg, out, resume=resume, progress=False)
 
 
+def run_of(model):
+    """A fresh training state for `model`: the default recipe's optimizers, noise seed 0."""
+    return train.Run(model, *train.make_optimizers(model, TrainConfig()), np.random.default_rng(0))
+
+
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
     return run(tmp_path_factory.mktemp("all") / "r", steps=4, **OPTIONS)
@@ -159,8 +164,7 @@ def test_label_dropout_adds_a_null_class_and_drops_the_given_fraction():
     cfg = ModelConfig(ch=8, label_dropout=0.25)
     model = BigBiGAN(cfg)
     assert model.G.embed.num_embeddings == 11 and model.F.embed.num_embeddings == 11
-    recipe = TrainConfig()
-    run_state = train.Run(model, *train.make_optimizers(model, recipe), np.random.default_rng(0))
+    run_state = run_of(model)
     y = torch.arange(4000) % 10
     dropped = train.drop_labels(run_state, y)
     null = dropped == 10
@@ -168,7 +172,7 @@ def test_label_dropout_adds_a_null_class_and_drops_the_given_fraction():
     assert torch.equal(dropped[~null], y[~null])
     # without dropout nothing is drawn: the noise stream is the reference recipe's
     plain = BigBiGAN(ModelConfig(ch=8))
-    state = train.Run(plain, *train.make_optimizers(plain, recipe), np.random.default_rng(0))
+    state = run_of(plain)
     assert train.drop_labels(state, y) is y
     assert state.noise_rng.random() == np.random.default_rng(0).random()
 
@@ -190,9 +194,7 @@ def test_encoder_label_loss_trains_a_classifier_of_z_that_export_leaves_out():
         "E.classifier.weight",
         "E.classifier.bias",
     }
-    run_state = train.Run(
-        model, *train.make_optimizers(model, TrainConfig()), np.random.default_rng(0)
-    )
+    run_state = run_of(model)
     x, y = torch.rand(8, 1, 32, 32), torch.arange(8) % 10
     with torch.no_grad():
         expected = torch.nn.functional.cross_entropy(model.E.classifier(model.E(x)), y)
@@ -204,10 +206,7 @@ def test_encoder_label_loss_trains_a_classifier_of_z_that_export_leaves_out():
     with torch.no_grad():
         exported = offline_module(model, encoder=True)(x.permute(0, 2, 3, 1))
     torch.testing.assert_close(exported, model.E(x))  # z, not the logits
-    plain = BigBiGAN(ModelConfig(ch=8))
-    plain_run = train.Run(
-        plain, *train.make_optimizers(plain, TrainConfig()), np.random.default_rng(0)
-    )
+    plain_run = run_of(BigBiGAN(ModelConfig(ch=8)))
     assert "encoder_label_ce" not in train.train_step(plain_run, x, y, TrainConfig(d_steps=1))
 
 
