@@ -4,7 +4,6 @@ encoder width, E also predicting y."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -27,7 +26,7 @@ OPTIONS = {
     "encoder_ch": 16,
     "encoder_label_loss": 0.5,
 }
-TRAIN_OPTIONS = {"lr_d": 4e-4, "encoder_lr_mult": 5.0, "ema_decay": 0.99}
+TRAIN_OPTIONS = {"lr_d": 4e-4, "encoder_lr_mult": 5.0, "encoder_warmup": 3, "ema_decay": 0.99}
 TINY = {"dataset": "digits", "batch_size": 16, "seed": 3}
 
 
@@ -62,7 +61,7 @@ def test_defaults_are_the_reference_recipe():
     )
     assert model.encoder_ch is None and model.encoder_label_loss == 0.0
     assert BigBiGAN(model).E.classifier is None
-    assert (recipe.lr_d, recipe.encoder_lr_mult) == (None, 1.0)
+    assert (recipe.lr_d, recipe.encoder_lr_mult, recipe.encoder_warmup) == (None, 1.0, 0)
 
 
 def test_configs_round_trip_and_old_json_keeps_old_behaviour():
@@ -70,7 +69,7 @@ def test_configs_round_trip_and_old_json_keeps_old_behaviour():
     recipe = TrainConfig(**TRAIN_OPTIONS)
     assert from_dict(ModelConfig, json.loads(json.dumps(to_dict(model)))) == model
     assert from_dict(TrainConfig, json.loads(json.dumps(to_dict(recipe)))) == recipe
-    new = {"lr_d", "encoder_lr_mult", "ema_decay"}
+    new = {"lr_d", "encoder_lr_mult", "encoder_warmup", "ema_decay"}
     old_train = {k: v for k, v in to_dict(TrainConfig()).items() if k not in new}
     assert from_dict(TrainConfig, old_train) == TrainConfig()
     old_model = {
@@ -102,6 +101,7 @@ def test_bad_model_options(overrides, message):
         ({"encoder_lr_mult": 0.0}, "--encoder-lr-mult"),
         ({"lr_d": -1.0}, "--lr-d"),
         ({"ema_decay": 1.0}, "--ema-decay"),
+        ({"encoder_warmup": -1}, "--encoder-warmup must be >= 0, found -1"),
     ],
 )
 def test_bad_train_options(overrides, message):
@@ -220,6 +220,41 @@ def test_optimizers_learning_rates():
     assert [g["lr"] for g in opt_ge.param_groups] == [2e-4, pytest.approx(1e-3)]
     e_params = {id(p) for p in model.E.parameters()}
     assert {id(p) for p in opt_ge.param_groups[1]["params"]} == e_params
+    _, opt_ge = train.make_optimizers(model, TrainConfig(encoder_warmup=4))
+    assert [g["lr"] for g in opt_ge.param_groups] == [2e-4, 2e-4]  # E apart, to be warmed up
+
+
+@pytest.mark.parametrize(("step", "fraction"), [(0, 0.25), (2, 0.75), (3, 1.0), (50, 1.0)])
+def test_encoder_warmup_scales_only_encoder_lr_by_the_step(step, fraction):
+    cfg = TrainConfig(encoder_lr_mult=2.0, encoder_warmup=4)
+    state = run_of(BigBiGAN(ModelConfig(ch=8)))
+    state.opt_ge = train.make_optimizers(state.model, cfg)[1]
+    state.step = step
+    train.warm_up_encoder(state, cfg)
+    assert [g["lr"] for g in state.opt_ge.param_groups] == [2e-4, pytest.approx(4e-4 * fraction)]
+
+
+def test_encoder_warmup_shrinks_the_first_encoder_step_and_nothing_else():
+    """Step one with a warm-up of 10 moves E a tenth as far (Adam's first step is lr x sign of
+    the gradient) and leaves G and the discriminators exactly as without it."""
+    x, y = torch.rand(8, 1, 32, 32), torch.arange(8) % 10
+    moved, after = {}, {}
+    for warmup in (0, 10):
+        torch.manual_seed(0)
+        model = BigBiGAN(ModelConfig(ch=8))
+        cfg = TrainConfig(d_steps=1, encoder_warmup=warmup, encoder_lr_mult=1.5)
+        state = train.Run(model, *train.make_optimizers(model, cfg), np.random.default_rng(0))
+        before = [p.detach().double() for p in model.E.parameters()]
+        train.train_step(state, x, y, cfg)
+        moved[warmup] = [
+            p.detach().double() - b for p, b in zip(model.E.parameters(), before, strict=True)
+        ]
+        after[warmup] = {k: v for k, v in model.state_dict().items() if not k.startswith("E.")}
+    for tenth, full in zip(moved[10], moved[0], strict=True):
+        torch.testing.assert_close(tenth, full / 10, rtol=0, atol=2e-7)  # float32 rounding
+    assert max(full.abs().max() for full in moved[0]) > 1e-4  # E did move at full rate
+    for key, value in after[0].items():
+        assert torch.equal(after[10][key], value), key
 
 
 def test_ema_update_averages_parameters_and_copies_buffers():
@@ -285,6 +320,7 @@ def test_cli_flags_reach_the_checkpoint(tmp_path):
     argv = ["train", "--dataset", "digits", "--ch", "8", "--batch-size", "16", "--steps", "1"]
     argv += ["--stochastic-encoder", "--label-dropout", "0.3", "--ema", "--ema-decay", "0.99"]
     argv += ["--cbn-gain", "one_plus_gamma", "--lr-d", "1e-4", "--encoder-lr-mult", "2"]
+    argv += ["--encoder-warmup", "5"]
     argv += ["--output-sn", "conv", "--encoder-ch", "16", "--encoder-label-loss", "0.5"]
     argv += ["--out", str(out)]
     assert main(argv) == 0
@@ -294,4 +330,5 @@ def test_cli_flags_reach_the_checkpoint(tmp_path):
     expected_model |= {"encoder_label_loss": 0.5}
     assert {k: getattr(ckpt.model, k) for k in expected_model} == expected_model
     assert ckpt.train is not None
-    assert dataclasses.astuple(ckpt.train)[-3:] == (1e-4, 2.0, 0.99)
+    expected_train = {"lr_d": 1e-4, "encoder_lr_mult": 2.0, "encoder_warmup": 5, "ema_decay": 0.99}
+    assert {k: getattr(ckpt.train, k) for k in expected_train} == expected_train

@@ -55,6 +55,12 @@ def recipe(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--lr-d", type=float, help="discriminators' lr (default: --lr)")
     p.add_argument("--encoder-lr-mult", type=float, default=1.0, help="E's lr = --lr x this")
+    p.add_argument(
+        "--encoder-warmup",
+        type=int,
+        default=0,
+        help="E's lr rises linearly from 0 over the first N steps (0: none)",
+    )
     p.add_argument("--stochastic-encoder", action="store_true", help="E gives mu, softplus sigma")
     p.add_argument("--label-dropout", type=float, default=0.0, help="fraction trained unlabelled")
     p.add_argument("--ema", action="store_true", help="evaluate/export EMAs of G and E")
@@ -93,6 +99,7 @@ def run(args: argparse.Namespace) -> int | None:
         sample_every=args.sample_every,
         lr_d=args.lr_d,
         encoder_lr_mult=args.encoder_lr_mult,
+        encoder_warmup=args.encoder_warmup,
         ema_decay=args.ema_decay,
     )
     model_cfg = model_config_for(

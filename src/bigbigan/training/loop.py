@@ -62,18 +62,31 @@ def make_optimizers(
 ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
     """Adam for the discriminators (lr_d) and for G and E (lr; E's times encoder_lr_mult).
 
-    G and E share one parameter group unless E's lr differs, so that the optimizer state of runs
-    made before the multiplier existed still loads.
+    G and E share one parameter group unless E's lr differs or warms up, so that the optimizer
+    state of runs made before those options existed still loads.
     """
     lr_d = cfg.lr if cfg.lr_d is None else cfg.lr_d
     opt_d = torch.optim.Adam(model.discriminator_parameters(), lr=lr_d, betas=cfg.betas)
     groups: list[dict[str, Any]] = [{"params": model.generator_parameters()}]
-    if cfg.encoder_lr_mult != 1.0:
+    if cfg.encoder_lr_mult != 1.0 or cfg.encoder_warmup:
         groups = [
             {"params": list(model.G.parameters())},
             {"params": list(model.E.parameters()), "lr": cfg.lr * cfg.encoder_lr_mult},
         ]
     return opt_d, torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+def warm_up_encoder(run: Run, cfg: TrainConfig) -> None:
+    """Set E's lr for the G/E step about to be taken: (step + 1) / encoder_warmup of its full
+    value until that reaches 1. A function of the step alone, so a resumed run replays it.
+
+    Why: at the start the joint discriminator separates E's z from the prior at once, and E's
+    cheapest answer is to scale z up along the discriminator's gradient; a full-rate E can win
+    that race before the discriminator adapts (docs/quality.md, "A stable start").
+    """
+    if cfg.encoder_warmup:
+        full = cfg.lr * cfg.encoder_lr_mult
+        run.opt_ge.param_groups[1]["lr"] = full * min(1.0, (run.step + 1) / cfg.encoder_warmup)
 
 
 def drop_labels(
@@ -158,6 +171,7 @@ def train_step(
         if replicas is not None:
             replicas.average_gradients([*d_params, *ge_params])
         run.opt_d.step()
+        warm_up_encoder(run, cfg)
         run.opt_ge.step()
     if replicas is not None:
         replicas.sync_buffers(model)

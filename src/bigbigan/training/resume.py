@@ -38,6 +38,7 @@ _TRAIN_FLAGS = {
     "amp": "amp",
     "lr_d": "lr_d",
     "encoder_lr_mult": "encoder_lr_mult",
+    "encoder_warmup": "encoder_warmup",
     "ema_decay": "ema_decay",
 }
 _FREE_FLAGS = {"data_dir": "data_dir", "sample_every": "sample_every"}
