@@ -57,6 +57,11 @@ RUNS: dict[str, tuple[str, list[str]]] = {
         "recipe A + E predicts y (weight 1)",
         [*RECIPE, "--encoder-label-loss", "1"],
     ),
+    "recipe_warmup": ("recipe A + encoder warm-up 500", [*RECIPE, "--encoder-warmup", "500"]),
+    "recipe_warmup_label_loss": (
+        "recipe A + encoder warm-up 500 + E predicts y (weight 1)",
+        [*RECIPE, "--encoder-warmup", "500", "--encoder-label-loss", "1"],
+    ),
 }
 WEIGHTS = {"ema": [], "live": ["--live-weights"]}
 
