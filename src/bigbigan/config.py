@@ -96,7 +96,7 @@ class TrainConfig:
     sample_every: int = 0  # extra checkpoint + sample grid every N steps (0: once per epoch)
     lr_d: float | None = None  # discriminators' Adam lr (None: `lr`, which G and E use)
     encoder_lr_mult: float = 1.0  # E's lr is lr * this (the paper found a higher one better)
-    encoder_warmup: int = 0  # E's lr rises linearly from 0 over this many G/E steps (0: none)
+    encoder_warmup: int = 0  # E's lr ramps linearly to full over this many G/E steps (0: none)
     ema_decay: float = 0.999  # EMA of G and E (models built with `ema`), warmed up from 0
 
     def __post_init__(self) -> None:

@@ -59,7 +59,7 @@ def recipe(p: argparse.ArgumentParser) -> None:
         "--encoder-warmup",
         type=int,
         default=0,
-        help="E's lr rises linearly from 0 over the first N steps (0: none)",
+        help="E's lr rises linearly to its full value over the first N steps (0: none)",
     )
     p.add_argument("--stochastic-encoder", action="store_true", help="E gives mu, softplus sigma")
     p.add_argument("--label-dropout", type=float, default=0.0, help="fraction trained unlabelled")
