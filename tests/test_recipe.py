@@ -4,6 +4,7 @@ encoder width, E also predicting y."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -332,3 +333,18 @@ def test_cli_flags_reach_the_checkpoint(tmp_path):
     assert ckpt.train is not None
     expected_train = {"lr_d": 1e-4, "encoder_lr_mult": 2.0, "encoder_warmup": 5, "ema_decay": 0.99}
     assert {k: getattr(ckpt.train, k) for k in expected_train} == expected_train
+
+
+def test_every_train_flag_is_checked_on_resume_or_is_about_the_process():
+    """A recipe flag missing from resume.py would be silently ignored by `--resume`: the run
+    would continue as started while the command line said otherwise."""
+    from bigbigan.cli.main import _assemble
+    from bigbigan.training import resume
+
+    dests = {action.dest for action in _assemble()[1]["train"]._actions}
+    checked = {*resume._MODEL_FLAGS, *resume._TRAIN_FLAGS, *resume._FREE_FLAGS, "unconditional"}
+    process = {"help", "verbose", "out", "resume", "device", "keep_checkpoints", "sync_bn"}
+    process |= {"nproc", "steps", "epochs"}  # the schedule, which --resume may extend
+    assert dests - checked == process
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"betas", "d_steps", "steps"}
+    assert fields - {"epochs"} <= {*resume._TRAIN_FLAGS.values(), *resume._FREE_FLAGS.values()}
