@@ -110,6 +110,11 @@ class TrainConfig:
         if not 0.0 < self.ema_decay < 1.0:
             raise BigBiGANError(f"--ema-decay must be in (0, 1), found {self.ema_decay}")
 
+    @property
+    def encoder_lr(self) -> float:
+        """E's full learning rate (after any warm-up)."""
+        return self.lr * self.encoder_lr_mult
+
 
 def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)

@@ -71,7 +71,7 @@ def make_optimizers(
     if cfg.encoder_lr_mult != 1.0 or cfg.encoder_warmup:
         groups = [
             {"params": list(model.G.parameters())},
-            {"params": list(model.E.parameters()), "lr": cfg.lr * cfg.encoder_lr_mult},
+            {"params": list(model.E.parameters()), "lr": cfg.encoder_lr},
         ]
     return opt_d, torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
 
@@ -85,8 +85,8 @@ def warm_up_encoder(run: Run, cfg: TrainConfig) -> None:
     that race before the discriminator adapts (docs/quality.md, "A stable start").
     """
     if cfg.encoder_warmup:
-        full = cfg.lr * cfg.encoder_lr_mult
-        run.opt_ge.param_groups[1]["lr"] = full * min(1.0, (run.step + 1) / cfg.encoder_warmup)
+        ramp = min(1.0, (run.step + 1) / cfg.encoder_warmup)
+        run.opt_ge.param_groups[1]["lr"] = cfg.encoder_lr * ramp  # group 1: make_optimizers
 
 
 def drop_labels(
