@@ -343,7 +343,8 @@ def test_every_train_flag_is_checked_on_resume_or_is_about_the_process():
 
     dests = {action.dest for action in _assemble()[1]["train"]._actions}
     checked = {*resume._MODEL_FLAGS, *resume._TRAIN_FLAGS, *resume._FREE_FLAGS, "unconditional"}
-    process = {"help", "verbose", "out", "resume", "device", "keep_checkpoints", "sync_bn"}
+    process = {"help", "verbose", "out", "resume", "device", "sync_bn"}
+    process |= {"keep_checkpoints", "keep_every"}  # which checkpoints stay on disk
     process |= {"nproc", "steps", "epochs"}  # the schedule, which --resume may extend
     assert dests - checked == process
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"betas", "d_steps"}

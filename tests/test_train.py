@@ -162,6 +162,48 @@ def test_cli_reports_errors_in_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "--dataset 'nope'" in err and "Traceback" not in err
 
 
+def kept_steps(out):
+    return [int(f.name.removeprefix("step_")) for f in checkpoint.step_folders(out)]
+
+
+def test_keep_every_keeps_milestones_through_a_resume_not_told_again(tmp_path, uninterrupted):
+    """With one rolling checkpoint and --keep-every 2 the even steps stay; a resume without the
+    flag keeps them and goes on keeping every second step; each kept folder loads alone."""
+    out = tmp_path / "r"
+    argv = ["train", "--dataset", "digits", "--ch", "8", "--batch-size", "16", "--seed", "3"]
+    argv += ["--sample-every", "1", "--keep-checkpoints", "1", "--out", str(out)]
+    assert main([*argv, "--steps", "3", "--keep-every", "2"]) == 0
+    assert kept_steps(out) == [2, 3]
+    resume = ["train", "--resume", "--out", str(out), "--keep-checkpoints", "1"]
+    assert main([*resume, "--steps", "6"]) == 0
+    assert kept_steps(out) == [2, 4, 6]
+    for folder in checkpoint.step_folders(out):
+        checkpoint.load_model(folder)
+    assert_same_weights(out, uninterrupted)  # milestones change nothing in training
+    assert main([*resume, "--steps", "7", "--keep-every", "0"]) == 0
+    assert kept_steps(out) == [7]  # told otherwise: one rolling checkpoint, as asked
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--keep-every", "3", "--sample-every", "2"],
+            "--keep-every 3: expected a multiple of --sample-every (2)",
+        ),
+        (["--keep-every", "4"], "--keep-every 4: expected a multiple of --sample-every (not set)"),
+        (["--keep-every", "-1"], "--keep-every -1: expected 0 (none) or a step count"),
+    ],
+)
+def test_bad_retention_is_one_line_before_anything_is_written(tmp_path, capsys, flags, message):
+    out = tmp_path / "r"
+    argv = ["train", "--dataset", "digits", "--ch", "8", "--steps", "4", "--out", str(out)]
+    assert main([*argv, *flags]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("sync_bn", [False, True])
 def test_one_process_gloo_group_reproduces_single_process_training(
     tmp_path, uninterrupted, sync_bn

@@ -37,6 +37,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="complete checkpoints the run keeps (docs/checkpoints.md)",
     )
     p.add_argument(
+        "--keep-every",
+        type=int,
+        metavar="N",
+        help="also keep the checkpoint of every N-th step for good, N a multiple of "
+        "--sample-every (milestones to evaluate later; --resume keeps the run's N)",
+    )
+    p.add_argument(
         "--sync-bn",
         action="store_true",
         help="several processes: batch-norm statistics over the global batch (default: per rank)",
@@ -85,6 +92,7 @@ def recipe(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int | None:
     from bigbigan.config import TrainConfig
     from bigbigan.training import distributed
+    from bigbigan.training.checkpoint import Retention
     from bigbigan.training.loop import model_config_for, train
 
     cfg = TrainConfig(
@@ -116,10 +124,13 @@ def run(args: argparse.Namespace) -> int | None:
         encoder_label_loss=args.encoder_label_loss,
     )
     if args.resume:
-        from bigbigan.training.resume import as_options, resume_configs
+        from bigbigan.training.resume import as_options, recorded_keep_every, resume_configs
 
         cfg, model_cfg = resume_configs(args.out, args, args.given)
         vars(args).update(as_options(cfg, model_cfg))  # what --nproc workers are given
+        if args.keep_every is None:  # the milestones the run was started with
+            args.keep_every = recorded_keep_every(args.out)
+    keep = Retention(args.keep_checkpoints, args.keep_every or 0)
     if args.nproc:
         return distributed.relaunch(args.nproc, distributed.forwarded_argv(NAME, vars(args)))
     groups.torch_device(args.device)
@@ -133,6 +144,6 @@ def run(args: argparse.Namespace) -> int | None:
             device=device,
             replicas=replicas,
             sync_bn=args.sync_bn,
-            keep=args.keep_checkpoints,
+            keep=keep,
         )
     return None

@@ -3,7 +3,8 @@
 Layout of a run (docs/checkpoints.md):
 
     RUN/checkpoint.json                      the pointer: the newest complete checkpoint's JSON
-    RUN/checkpoints/step_000000120/          one complete checkpoint per folder, the last K kept
+    RUN/checkpoints/step_000000120/          one complete checkpoint per folder: the last K,
+                                             and every N-th step's with --keep-every N
         checkpoint.json  model.safetensors  train_state.safetensors
 
 A commit writes every file of a new step folder under a hidden temporary name, fsyncs them,
@@ -120,6 +121,34 @@ def _remove_tree(path: Path) -> None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class Retention:
+    """Which complete checkpoints a run keeps: the newest `last`, and every one whose step is a
+    multiple of `every` (0: none). Those milestones outlive the rolling window, so a long run's
+    history can be evaluated afterwards; the folder the pointer names is never removed."""
+
+    last: int = KEEP
+    every: int = 0
+
+    def __post_init__(self) -> None:
+        if self.last < 1:
+            raise BigBiGANError(f"--keep-checkpoints {self.last}: expected at least 1")
+        if self.every < 0:
+            raise BigBiGANError(f"--keep-every {self.every}: expected 0 (none) or a step count")
+
+    def removable(self, folders: list[Path]) -> list[Path]:
+        """Of a run's step folders (oldest first), the ones it lets go."""
+        return [f for f in folders[: -self.last] if not self.every or _step_of(f) % self.every]
+
+
+DEFAULT_RETENTION = Retention()  # the newest KEEP, no milestones
+
+
+def _step_of(folder: Path) -> int:
+    """The step a step folder holds: `step_000000120.1` -> 120."""
+    return int(folder.name.removeprefix("step_").split(".")[0])
+
+
 def step_folders(run: Path) -> list[Path]:
     """The run's complete checkpoint folders, oldest first (by step, then by repeat)."""
     store = run / CHECKPOINTS_DIR
@@ -159,8 +188,7 @@ def discard_after(run: Path, step: int) -> None:
     """Delete step folders newer than `step` (the one a run resumes from): a kill between a
     folder's rename and the pointer's left them; the resumed run writes them again."""
     for folder in step_folders(run):
-        match = _STEP.match(folder.name)
-        if match and int(match[1]) > step:
+        if _step_of(folder) > step:
             _remove_tree(folder)
 
 
@@ -172,12 +200,11 @@ def save(
     step: int = 0,
     train_state: dict[str, torch.Tensor] | None = None,
     extra: dict[str, Any] | None = None,
-    keep: int = KEEP,
+    keep: Retention = DEFAULT_RETENTION,
 ) -> Checkpoint:
-    """Commit a checkpoint into run directory `directory` (see the module docstring); keep the
-    last `keep` complete ones. Any OS error is one line, and the previous checkpoint stands."""
-    if keep < 1:
-        raise BigBiGANError(f"--keep-checkpoints {keep}: expected at least 1")
+    """Commit a checkpoint into run directory `directory` (see the module docstring), then let
+    go of the complete ones `keep` does not keep. Any OS error is one line, and the previous
+    checkpoint stands."""
     run = ensure_dir(directory)
     blobs = {MODEL_FILE: serialize(_cpu(model.state_dict()))}
     if train_state is not None:
@@ -223,7 +250,7 @@ def save(
         raise
     with contextlib.suppress(OSError):  # committed already; this only hastens durability
         _fsync_dir(run)
-    for old in step_folders(run)[:-keep]:
+    for old in keep.removable(step_folders(run)):
         if old != final:
             _remove_tree(old)
     return Checkpoint(final, model.cfg, train, step, extra or {}, files)

@@ -194,17 +194,22 @@ def train(
     progress: bool = True,
     replicas: Replicas | None = None,
     sync_bn: bool = False,
-    keep: int = checkpoint.KEEP,
+    keep: checkpoint.Retention = checkpoint.DEFAULT_RETENTION,
 ) -> Path:
     """Train (or resume) a run in directory `out`; return the directory.
 
     `replicas` (from `distributed.process_group`) makes this one rank of a data-parallel run:
     `cfg.batch_size` is the global batch, `device` this rank's; only rank 0 writes to `out`,
     which every rank must be able to read to `resume`. `sync_bn` computes batch-norm statistics
-    over the global batch instead of each rank's share (no effect in one process). The run
-    keeps its last `keep` checkpoints. The writing process holds a lock on `out`: a second
+    over the global batch instead of each rank's share (no effect in one process). `keep` says
+    which checkpoints the run keeps. The writing process holds a lock on `out`: a second
     `train` into it is refused.
     """
+    if keep.every and (not cfg.sample_every or keep.every % cfg.sample_every):
+        raise BigBiGANError(
+            f"--keep-every {keep.every}: expected a multiple of --sample-every "
+            f"({cfg.sample_every or 'not set'}), the steps checkpoints are written at"
+        )
     main = replicas is None or replicas.is_main
     out = ensure_dir(out) if main else Path(out)
     with fsutil.directory_lock(out) if main else contextlib.nullcontext():
@@ -222,7 +227,7 @@ def _train_locked(
     progress: bool,
     replicas: Replicas | None,
     sync_bn: bool,
-    keep: int,
+    keep: checkpoint.Retention,
 ) -> Path:
     """`train` inside the lock: start or restore the run, then step it to the end of its
     schedule, checkpointing at every epoch's end, every `sample_every` steps and on a stop."""

@@ -92,6 +92,20 @@ def resume_configs(
     return replace(ckpt.train, **changes), ckpt.model
 
 
+def recorded_keep_every(out: str | Path) -> int:
+    """The `--keep-every` the run in `out` was last trained with (0: none), so that a resume not
+    told again keeps the milestones instead of pruning them."""
+    from bigbigan.training.state import resumable
+
+    ckpt = resumable(Path(out))
+    value = ckpt.extra.get("keep_every", 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BigBiGANError(
+            f"{ckpt.source}: 'keep_every' in 'extra' must be a step count, found {value!r:.60}"
+        )
+    return value
+
+
 def as_options(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, object]:
     """The `train` options (argparse dests) that rebuild these configs."""
     options = {flag: getattr(model_cfg, name) for flag, name in _MODEL_FLAGS.items()}

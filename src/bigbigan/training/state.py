@@ -51,12 +51,14 @@ def save_run(
     cfg: TrainConfig,
     out: Path,
     extra: dict[str, Any] | None = None,
-    keep: int = checkpoint.KEEP,
+    keep: checkpoint.Retention = checkpoint.DEFAULT_RETENTION,
 ) -> None:
-    """Checkpoint (the last `keep` are kept) and sample grid; `extra` adds keys to
+    """Checkpoint (`keep` says which older ones stay) and sample grid; `extra` adds keys to
     checkpoint.json's "extra"."""
     tensors, state_extra = _train_state(run)
     extra = {**state_extra, **(extra or {})}
+    if keep.every:  # read back by a resume that is not told again (resume.recorded_keep_every)
+        extra["keep_every"] = keep.every
     checkpoint.save(
         out, run.model, train=cfg, step=run.step, train_state=tensors, extra=extra, keep=keep
     )
