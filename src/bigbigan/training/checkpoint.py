@@ -145,8 +145,10 @@ DEFAULT_RETENTION = Retention()  # the newest KEEP, no milestones
 
 
 def _step_of(folder: Path) -> int:
-    """The step a step folder holds: `step_000000120.1` -> 120."""
-    return int(folder.name.removeprefix("step_").split(".")[0])
+    """The step a folder of `step_folders` holds: `step_000000120.1` -> 120."""
+    match = _STEP.match(folder.name)
+    assert match is not None, folder  # step_folders yields only names _STEP matches
+    return int(match[1])
 
 
 def step_folders(run: Path) -> list[Path]:
