@@ -14,9 +14,10 @@ import pytest
 
 from bigbigan.cli.main import main
 from bigbigan.training import checkpoint
+from bigbigan.training.data import DATASETS
 
 MODELS = Path(__file__).parents[1] / "models"
-FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_DIR = DATASETS["fashion_mnist"].default_dir
 IN_TRAINING = MODELS / "bigbigan_fashion_mnist_next"
 
 

@@ -184,19 +184,6 @@ def test_keep_every_keeps_milestones_through_a_resume_not_told_again(tmp_path, u
     assert kept_steps(out) == [7]  # told otherwise: one rolling checkpoint, as asked
 
 
-def test_a_bad_recorded_keep_every_is_one_line_and_the_run_is_untouched(tmp_path, capsys):
-    out = run(tmp_path / "r", steps=2)
-    pointer = out / checkpoint.CONFIG_FILE
-    doc = json.loads(pointer.read_text())
-    doc["extra"]["keep_every"] = "2"
-    pointer.write_text(json.dumps(doc))
-    before = sorted(p.name for p in out.rglob("*"))
-    assert main(["train", "--resume", "--out", str(out), "--steps", "4"]) != 0
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "'keep_every' in 'extra' must be a step count" in err
-    assert sorted(p.name for p in out.rglob("*")) == before
-
-
 @pytest.mark.parametrize(
     ("flags", "message"),
     [

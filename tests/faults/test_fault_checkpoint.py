@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 import torch
-from faultkit import TINY_TRAIN, leftovers, legacy_copy, run_cli, weights
+from faultkit import TINY_TRAIN, leftovers, legacy_copy, run_cli, snapshot, weights
 
 from bigbigan import fsutil
 from bigbigan.config import TrainConfig
@@ -284,6 +284,20 @@ def test_hostile_checkpoint_json_is_one_line(tmp_path, full_run, change, message
     result = run_cli(argv, tmp_path)
     result.one_line_error(message)
     assert not (tmp_path / "G.onnx").exists() and leftovers(tmp_path) == []
+
+
+def test_a_hostile_recorded_keep_every_is_one_line_on_resume_and_changes_nothing(
+    tmp_path, full_run
+):
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run)
+    doc = json.loads((run / checkpoint.CONFIG_FILE).read_text())
+    doc["extra"]["keep_every"] = "2"
+    (run / checkpoint.CONFIG_FILE).write_text(json.dumps(doc))
+    before = snapshot(run)
+    result = run_cli(["train", "--resume", "--out", str(run), "--steps", "6"], tmp_path)
+    result.one_line_error("'keep_every' in 'extra' must be a step count")
+    assert snapshot(run) == before
 
 
 def test_corrupt_newest_checkpoint_is_named(tmp_path, full_run):
