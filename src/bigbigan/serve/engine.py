@@ -22,40 +22,12 @@ from typing import Any
 import numpy as np
 
 from bigbigan.binio import save_bin
+from bigbigan.classes import class_names
 from bigbigan.errors import BigBiGANError
 from bigbigan.images import save_labelled_rows
 from bigbigan.serve.artefacts import CLASS_WEIGHTS, Artefacts, describe
 from bigbigan.training.sampling import TRUNCATION, truncated_normal
 
-# Well-known label names of the datasets `train` reads; another dataset shows "class N".
-CLASS_NAMES: dict[str, tuple[str, ...]] = {
-    "fashion_mnist": (
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ),
-    "mnist": tuple(str(d) for d in range(10)),
-    "digits": tuple(str(d) for d in range(10)),
-    "cifar10": (
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ),
-}
 MAX_SEEDS = 16  # grid columns and interpolation steps: keeps one request well under a second
 MAX_TRUNCATION = TRUNCATION  # training's noise: |z| <= 2; lower values trade variety for typical
 MIN_TRUNCATION = 0.1
@@ -142,10 +114,7 @@ class Engine:
         self.classifier = classifier
         self.artefacts = artefacts
         self.z_dim, self.num_classes, self.conditional = z_dim, num_classes, conditional
-        names = CLASS_NAMES.get(dataset or "", ())
-        self.class_names = (
-            list(names) if len(names) == num_classes else [f"class {i}" for i in range(num_classes)]
-        )
+        self.class_names = class_names(dataset, num_classes)
         self.image_shape = tuple(encoder.inputs[0].shape[1:])  # (H, W, C)
         self.workdir = workdir
         self._lock = threading.Lock()
