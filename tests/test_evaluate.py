@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -88,6 +89,30 @@ def test_sections_keys_and_ranges(result: dict) -> None:
     assert result["classifier"]["test_accuracy"] == gen["real_label_accuracy"]
 
 
+def test_label_accuracy_class_by_class(result: dict) -> None:
+    """The confusion matrix holds every generated image once, each class equally often, and its
+    diagonal gives both the per-class and the overall label accuracy."""
+    gen = result["generation"]
+    confusion = np.array(gen["confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == gen["n"]
+    assert confusion.sum(axis=1).tolist() == [3] * 10  # n = 30 over 10 digits
+    assert gen["label_accuracy_by_class"] == pytest.approx(list(confusion.diagonal() / 3))
+    assert np.trace(confusion) / gen["n"] == pytest.approx(gen["label_accuracy"])
+    real = gen["real_label_accuracy_by_class"]
+    assert len(real) == 10 and all(0.0 <= a <= 1.0 for a in real)
+    assert min(real) <= gen["real_label_accuracy"] <= max(real)
+
+
+def test_unconditional_model_has_no_classes_to_read(
+    tiny_unconditional_checkpoint: Path, classifier_dir: Path
+) -> None:
+    result = evaluate(tiny_unconditional_checkpoint, classifier_path=classifier_dir, **SMALL)
+    gen = result["generation"]
+    assert gen["label_accuracy"] is None
+    assert "confusion" not in gen and "label_accuracy_by_class" not in gen
+    assert "most often read as" not in format_report(result)
+
+
 def test_files_written(result: dict, out_dir: Path) -> None:
     assert set(result["files"]) == {"evaluation", "reconstructions", "samples"}
     assert sorted(p.name for p in out_dir.iterdir()) == sorted(result["files"].values())
@@ -131,6 +156,13 @@ def test_format_report(result: dict) -> None:
     assert f"{result['encoder']['pixel_probe_accuracy']:.4f}" in text
     assert f"{result['encoder']['probes']['trunk']['knn5']:.4f}" in text
     assert f"{result['encoder']['z_rms']:.4f}" in text and "0.8796" in text  # E's z vs the noise
+    gen = result["generation"]
+    for digit in range(10):  # digits' class names are the digits
+        row = next(line for line in text.splitlines() if line.split()[:1] == [str(digit)])
+        assert f"{gen['label_accuracy_by_class'][digit]:.4f}" in row
+        assert f"{gen['real_label_accuracy_by_class'][digit]:.4f}" in row
+        if gen["label_accuracy_by_class"][digit] < 1.0:
+            assert "most often read as" in row
 
 
 def test_without_the_dataset_only_generation_is_measured_and_the_fix_is_named(

@@ -8,7 +8,9 @@ import torch
 
 from bigbigan.errors import BigBiGANError
 from bigbigan.quality.metrics import (
+    accuracy_by_class,
     bn_crelu,
+    confusion_matrix,
     fit_logistic,
     frechet_distance,
     frechet_distance_from_stats,
@@ -85,6 +87,17 @@ def test_label_accuracy_from_logits_and_predictions() -> None:
 def test_label_accuracy_rejects_length_mismatch() -> None:
     with pytest.raises(BigBiGANError, match="3 predictions for 2 labels"):
         label_accuracy(np.zeros(3), np.zeros(2))
+
+
+def test_confusion_matrix_counts_label_against_prediction() -> None:
+    logits = np.array([[0.1, 0.9, 0.0], [0.8, 0.2, 0.0], [0.3, 0.7, 0.0], [0.6, 0.4, 0.0]])
+    labels = np.array([1, 0, 0, 0])
+    counts = confusion_matrix(logits, labels, 3)
+    assert counts.tolist() == [[2, 1, 0], [0, 1, 0], [0, 0, 0]]
+    assert accuracy_by_class(counts) == [2 / 3, 1.0, None]  # no item of class 2
+    assert confusion_matrix(np.array([2, 2]), np.array([0, 2]), 3)[:, 2].tolist() == [1, 0, 1]
+    with pytest.raises(BigBiGANError, match="3 predictions for 2 labels"):
+        confusion_matrix(np.zeros(3), np.zeros(2), 3)
 
 
 # --- logistic probe and k-NN ----------------------------------------------------------------

@@ -4,7 +4,9 @@ For the checkpoint's dataset, with the evaluation classifier (`bigbigan.quality.
 - generation: the classifier's label accuracy on G(z, y) against y (conditional models), next to
   its accuracy on the real test images; the Fréchet distance between classifier features of n
   generated images and of the real test set, next to its floor (a real-train subset of the same
-  size against the real test set);
+  size against the real test set); the label accuracy class by class beside the classifier's on
+  real images of that class, and the confusion matrix (which class G's images of a class are
+  read as);
 - encoder: the paper's linear evaluation (docs/quality.md) -- a multinomial logistic regression
   fitted by L-BFGS to convergence on the whole training split, L2 chosen on a held-out part of
   it, standardised features, scored on the test split -- with 1-NN and 5-NN beside it, on raw
@@ -38,7 +40,13 @@ from bigbigan.images import save_grid, save_labelled_rows
 from bigbigan.model.networks import BigBiGAN, Encoder, Generator
 from bigbigan.quality import classifier as classifier_module
 from bigbigan.quality.metrics import PROTOCOL as PROBE_PROTOCOL
-from bigbigan.quality.metrics import frechet_distance, label_accuracy, mean_abs_error
+from bigbigan.quality.metrics import (
+    accuracy_by_class,
+    confusion_matrix,
+    frechet_distance,
+    label_accuracy,
+    mean_abs_error,
+)
 from bigbigan.quality.probes import default_cache_dir, feature_probes
 from bigbigan.shipped import MODELS_DIR
 from bigbigan.training.checkpoint import load_model
@@ -187,12 +195,18 @@ def evaluate(
     label_acc = label_accuracy(gen_logits, y_gen) if cfg.conditional else None
     real_accuracy = clf_info.test_accuracy
     generation: dict[str, Any] = {"n": n, "label_accuracy": label_acc}
+    if cfg.conditional:
+        confusion = confusion_matrix(gen_logits, y_gen, cfg.num_classes)
+        generation["label_accuracy_by_class"] = accuracy_by_class(confusion)
+        generation["confusion"] = confusion.tolist()  # row: the class asked for; column: read
     encoder: dict[str, Any] = {}
     z_test = None
     if real is not None:
         # Real test images: the reference for every number below.
         test_logits, test_feats = nets.classify(real[2])
         real_accuracy = label_accuracy(test_logits, real[3].numpy())
+        real_confusion = confusion_matrix(test_logits, real[3].numpy(), cfg.num_classes)
+        generation["real_label_accuracy_by_class"] = accuracy_by_class(real_confusion)
         generation |= _fid(nets, gen_feats, test_feats, real[0], n, seed)
         cache = default_cache_dir() if cache_dir == "default" else cache_dir
         cache = None if cache is None else Path(cache)

@@ -81,8 +81,9 @@ def frechet_distance(feats_a: ArrayLike, feats_b: ArrayLike) -> float:
     return frechet_distance_from_stats(*gaussian_stats(a), *gaussian_stats(b))
 
 
-def label_accuracy(logits_or_preds: ArrayLike, labels: ArrayLike) -> float:
-    """Fraction correct; (N, K) scores are reduced by argmax, (N,) are taken as predictions."""
+def _predictions(logits_or_preds: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions, labels) as 1-d arrays: (N, K) scores are reduced by argmax, (N,) are taken
+    as predictions."""
     scores = np.asarray(logits_or_preds)
     labels = np.asarray(labels).reshape(-1)
     preds = scores.argmax(axis=1) if scores.ndim == 2 else scores.reshape(-1)
@@ -92,7 +93,28 @@ def label_accuracy(logits_or_preds: ArrayLike, labels: ArrayLike) -> float:
         )
     if labels.size == 0:
         raise BigBiGANError("label accuracy: no labels")
+    return preds, labels
+
+
+def label_accuracy(logits_or_preds: ArrayLike, labels: ArrayLike) -> float:
+    """Fraction correct; (N, K) scores are reduced by argmax, (N,) are taken as predictions."""
+    preds, labels = _predictions(logits_or_preds, labels)
     return float(np.mean(preds == labels))
+
+
+def confusion_matrix(logits_or_preds: ArrayLike, labels: ArrayLike, num_classes: int) -> np.ndarray:
+    """Counts (num_classes, num_classes): row i, column j is how many items labelled i were
+    predicted j, so that a generator's confusions can be read class by class."""
+    preds, labels = _predictions(logits_or_preds, labels)
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (labels.astype(np.int64), preds.astype(np.int64)), 1)
+    return counts
+
+
+def accuracy_by_class(confusion: np.ndarray) -> list[float | None]:
+    """Each row's fraction on the diagonal; None for a class with no items."""
+    totals = confusion.sum(axis=1)
+    return [None if t == 0 else float(confusion[i, i] / t) for i, t in enumerate(totals)]
 
 
 # The L2 strengths tried, strongest first: each fit starts from the previous one's solution.

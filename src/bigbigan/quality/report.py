@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bigbigan.classes import class_names
 from bigbigan.quality.probes import PROBE_FEATURES
 
 Row = tuple[str, str, str, str, str]  # section, metric, model, reference, note
@@ -18,7 +19,7 @@ def format_report(result: dict[str, Any]) -> str:
     """The human-readable table: each model number beside the reference it should approach."""
     gen, enc, clf = result["generation"], result["encoder"], result["classifier"]
     kind = "conditional" if result["conditional"] else "unconditional"
-    rows = _generation_rows(gen, result["conditional"])
+    rows = _generation_rows(gen, result["conditional"], result["dataset"])
     if enc is not None:
         rows += _encoder_rows(enc)
     header = ("", "metric", "model", "reference", "")
@@ -52,8 +53,9 @@ def format_report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _generation_rows(gen: dict[str, Any], conditional: bool) -> list[Row]:
-    """Label accuracy of generated images, and the FID beside its floor when it was measured."""
+def _generation_rows(gen: dict[str, Any], conditional: bool, dataset: str) -> list[Row]:
+    """Label accuracy of generated images (overall, then class by class), and the FID beside its
+    floor when it was measured."""
     rows: list[Row] = [
         (
             "generation",
@@ -63,6 +65,7 @@ def _generation_rows(gen: dict[str, Any], conditional: bool) -> list[Row]:
             "classifier on real test images"
             + ("" if conditional else " (unconditional: no labels)"),
         ),
+        *_class_rows(gen, dataset),
     ]
     if "fid" in gen:
         rows.append(
@@ -74,6 +77,25 @@ def _generation_rows(gen: dict[str, Any], conditional: bool) -> list[Row]:
                 f"floor: {gen['fid_floor_n']} real train vs {gen['fid_reference_n']} real test",
             )
         )
+    return rows
+
+
+def _class_rows(gen: dict[str, Any], dataset: str) -> list[Row]:
+    """One row a class: G's label accuracy on it beside the classifier's on real images of it,
+    and the class G's images of it are most often read as instead."""
+    by_class = gen.get("label_accuracy_by_class")
+    if by_class is None:  # unconditional
+        return []
+    names = class_names(dataset, len(by_class))
+    real = gen.get("real_label_accuracy_by_class") or [None] * len(by_class)
+    rows: list[Row] = []
+    for k, (name, counts) in enumerate(zip(names, gen["confusion"], strict=True)):
+        wrong = [(c, j) for j, c in enumerate(counts) if j != k and c > 0]
+        note = ""
+        if wrong:
+            count, j = max(wrong)
+            note = f"most often read as {names[j]} ({count} of {sum(counts)})"
+        rows.append(("", f"  {name}", _fmt(by_class[k]), _fmt(real[k]), note))
     return rows
 
 
