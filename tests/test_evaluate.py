@@ -113,6 +113,31 @@ def test_unconditional_model_has_no_classes_to_read(
     assert "most often read as" not in format_report(result)
 
 
+def test_truncation_moves_generation_only(
+    run_dir: Path, classifier_dir: Path, result: dict
+) -> None:
+    """A lower bound on G's noise gives other images (so other generation figures), is recorded
+    and said in the report; the encoder's figures do not use G's noise and stay as they were."""
+    assert result["generation"]["truncation"] == 2.0
+    assert "noise |z|" not in format_report(result)
+    low = evaluate(run_dir, classifier_path=classifier_dir, truncation=0.5, **SMALL)
+    assert low["generation"]["truncation"] == 0.5
+    assert low["generation"]["fid"] != result["generation"]["fid"]
+    assert low["encoder"]["probes"] == result["encoder"]["probes"]
+    assert "noise |z| <= 0.5 (training's 2)" in format_report(low).splitlines()[0]
+
+
+@pytest.mark.parametrize("value", ["0", "2.5", "nan"])
+def test_truncation_out_of_range_is_one_line(
+    run_dir: Path, classifier_dir: Path, value: str, capsys: pytest.CaptureFixture
+) -> None:
+    argv = ["evaluate", "--checkpoint", str(run_dir), "--classifier", str(classifier_dir)]
+    assert main([*argv, "--truncation", value]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert f"--truncation {float(value):g}: expected 0.1 to 2" in err
+
+
 def test_files_written(result: dict, out_dir: Path) -> None:
     assert set(result["files"]) == {"evaluation", "reconstructions", "samples"}
     assert sorted(p.name for p in out_dir.iterdir()) == sorted(result["files"].values())

@@ -51,7 +51,13 @@ from bigbigan.quality.probes import default_cache_dir, feature_probes
 from bigbigan.shipped import MODELS_DIR
 from bigbigan.training.checkpoint import load_model
 from bigbigan.training.data import load_dataset
-from bigbigan.training.sampling import class_labels, truncated_normal, truncated_normal_rms
+from bigbigan.training.sampling import (
+    TRUNCATION,
+    check_truncation,
+    class_labels,
+    truncated_normal,
+    truncated_normal_rms,
+)
 
 EVALUATION_FILE = "evaluation.json"
 EVALUATION_FORMAT = "bigbigan-evaluation"
@@ -166,15 +172,19 @@ def evaluate(
     probe_train: int | None = None,
     live_weights: bool = False,
     cache_dir: str | Path | None = "default",
+    truncation: float = TRUNCATION,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on its dataset; see the module docstring. Returns nested sections
     ("generation", "encoder") plus what was evaluated; writes `evaluation.json` and PNG grids
     to `out_dir` when given. `probe_train` fits the probes on a seeded subset of the training
     split (tests); by default they use all of it. `live_weights` evaluates the trained G and E
     of a checkpoint that also keeps EMA copies (which are evaluated by default). The pixel
-    probes are cached in `cache_dir` (default: `default_cache_dir()`; None: not cached)."""
+    probes are cached in `cache_dir` (default: `default_cache_dir()`; None: not cached).
+    `truncation` bounds G's noise (default: training's); a lower one trades variety for typical
+    images (BigGAN's truncation trick), so every generation figure depends on it."""
     started = time.perf_counter()
     _check_sizes(n, batch_size, probe_train)
+    check_truncation(truncation, "--truncation")
     model, ckpt = load_model(checkpoint_path, device)
     dataset = ckpt.dataset
     if dataset is None:
@@ -191,10 +201,10 @@ def evaluate(
         (model.G, model.E) if live_weights else (model.generator, model.encoder)
     )
     nets = _Nets(generator, encoder_net, clf, cfg.conditional, batch_size, device)
-    gen_logits, gen_feats, y_gen, first_samples = _generated(nets, model, n, seed)
+    gen_logits, gen_feats, y_gen, first_samples = _generated(nets, model, n, seed, truncation)
     label_acc = label_accuracy(gen_logits, y_gen) if cfg.conditional else None
     real_accuracy = clf_info.test_accuracy
-    generation: dict[str, Any] = {"n": n, "label_accuracy": label_acc}
+    generation: dict[str, Any] = {"n": n, "truncation": truncation, "label_accuracy": label_acc}
     if cfg.conditional:
         confusion = confusion_matrix(gen_logits, y_gen, cfg.num_classes)
         generation["label_accuracy_by_class"] = accuracy_by_class(confusion)
@@ -267,12 +277,14 @@ def _load_classifier(
 
 
 def _generated(
-    nets: _Nets, model: BigBiGAN, n: int, seed: int
+    nets: _Nets, model: BigBiGAN, n: int, seed: int, truncation: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The classifier's logits and features of n images from seeded noise, every class equally
-    often (streamed: only those are kept), their labels, and the first `SAMPLE_GRID` images."""
+    often, |z| <= truncation (streamed: only those are kept), their labels, and the first
+    `SAMPLE_GRID` images."""
     cfg, batch_size = model.cfg, nets.batch_size
-    z = torch.from_numpy(truncated_normal(np.random.default_rng(seed), (n, cfg.z_dim)))
+    noise = truncated_normal(np.random.default_rng(seed), (n, cfg.z_dim), truncation)
+    z = torch.from_numpy(noise)
     y_gen = torch.from_numpy(class_labels(n, cfg.num_classes)).long()
     gen_logits, gen_feats = [], []
     first_samples = None

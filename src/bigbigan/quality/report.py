@@ -7,6 +7,7 @@ from typing import Any
 
 from bigbigan.classes import class_names
 from bigbigan.quality.probes import PROBE_FEATURES
+from bigbigan.training.sampling import TRUNCATION
 
 Row = tuple[str, str, str, str, str]  # section, metric, model, reference, note
 
@@ -32,7 +33,8 @@ def format_report(result: dict[str, Any]) -> str:
 
     lines = [
         f"{result['checkpoint']} (step {result['step']}): {result['dataset']}, {kind}"
-        f"{', EMA weights' if result['ema'] else ''}, n={gen['n']}, seed {result['seed']}",
+        f"{', EMA weights' if result['ema'] else ''}, n={gen['n']}, seed {result['seed']}"
+        + _truncation_note(gen),
         f"classifier {clf['path']} (test accuracy {_fmt(clf['test_accuracy'])}, "
         f"{clf['feature_dim']}-d features)",
         "",
@@ -51,6 +53,17 @@ def format_report(result: dict[str, Any]) -> str:
         lines += ["", "wrote " + ", ".join(result["files"].values())]
     lines.append(f"took {result['seconds']:.0f} s")
     return "\n".join(lines)
+
+
+def _truncation_note(gen: dict[str, Any]) -> str:
+    """Said only when G's noise was bounded otherwise than in training: every generation figure
+    depends on it."""
+    truncation = gen.get("truncation", TRUNCATION)
+    return (
+        ""
+        if truncation == TRUNCATION
+        else f", noise |z| <= {truncation:g} (training's {TRUNCATION:g})"
+    )
 
 
 def _generation_rows(gen: dict[str, Any], conditional: bool, dataset: str) -> list[Row]:

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from bigbigan.errors import BigBiGANError
-from bigbigan.serve.engine import MAX_SEEDS, MAX_TRUNCATION, MIN_TRUNCATION, Engine, Result
+from bigbigan.serve.engine import MAX_SEEDS, MAX_TRUNCATION, Engine, Result
 from bigbigan.serve.uploads import MAX_UPLOAD_BYTES, load_upload
+from bigbigan.training.sampling import MIN_TRUNCATION
 
 DEFAULT_PORT = 7860
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -26,11 +26,10 @@ from bigbigan.classes import class_names
 from bigbigan.errors import BigBiGANError
 from bigbigan.images import save_labelled_rows
 from bigbigan.serve.artefacts import CLASS_WEIGHTS, Artefacts, describe
-from bigbigan.training.sampling import TRUNCATION, truncated_normal
+from bigbigan.training.sampling import TRUNCATION, check_truncation, truncated_normal
 
 MAX_SEEDS = 16  # grid columns and interpolation steps: keeps one request well under a second
-MAX_TRUNCATION = TRUNCATION  # training's noise: |z| <= 2; lower values trade variety for typical
-MIN_TRUNCATION = 0.1
+MAX_TRUNCATION = TRUNCATION  # lower values trade variety for typical samples
 KEEP_REQUESTS = 64  # download folders kept; older ones are deleted as new requests arrive
 SCALE = 3  # PNG pixels per model pixel
 
@@ -223,12 +222,8 @@ class Engine:
     def latent(self, seed: int, truncation: float) -> np.ndarray:
         """The latent of `seed`: (z_dim,) float32, |z| <= truncation; the same for a seed on
         every call, so a grid column and an interpolation end agree."""
-        if not MIN_TRUNCATION <= truncation <= MAX_TRUNCATION:
-            raise BigBiGANError(
-                f"truncation {truncation:g}: expected {MIN_TRUNCATION:g} to {MAX_TRUNCATION:g}"
-            )
         rng = np.random.default_rng(seed)
-        return truncated_normal(rng, (1, self.z_dim), threshold=truncation)[0]
+        return truncated_normal(rng, (1, self.z_dim), threshold=check_truncation(truncation))[0]
 
     def save(self, result: Result) -> Result:
         """Write the request's PNG and its arrays (.bin + sidecar) into a fresh folder."""

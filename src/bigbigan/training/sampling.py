@@ -10,7 +10,10 @@ import math
 
 import numpy as np
 
-TRUNCATION = 2.0
+from bigbigan.errors import BigBiGANError
+
+TRUNCATION = 2.0  # training's noise: |z| <= 2
+MIN_TRUNCATION = 0.1  # below it a class's images are all nearly one image
 
 
 def truncated_normal(
@@ -24,6 +27,17 @@ def truncated_normal(
         z[outside] = rng.standard_normal(int(outside.sum()), dtype=np.float32)
         outside = np.abs(z) > threshold
     return z
+
+
+def check_truncation(threshold: float, flag: str = "truncation") -> float:
+    """`threshold` if it lies in [MIN_TRUNCATION, TRUNCATION]: above training's, G would be fed
+    noise it never saw."""
+    if not MIN_TRUNCATION <= threshold <= TRUNCATION:
+        raise BigBiGANError(
+            f"{flag} {threshold:g}: expected {MIN_TRUNCATION:g} to {TRUNCATION:g} "
+            "(the training noise's bound)"
+        )
+    return threshold
 
 
 def truncated_normal_rms(threshold: float = TRUNCATION) -> float:
