@@ -68,13 +68,34 @@ def test_class_weight_graph_matches_labels_for_one_hot(tiny_onnx: ExportReport) 
     ort = import_onnxruntime()
     model = onnx.load(str(tiny_onnx.path))
     labels = ort.InferenceSession(model.SerializeToString())
-    weights = ort.InferenceSession(class_weight_graph(model).SerializeToString())
+    weights = ort.InferenceSession(class_weight_graph(model, 10).SerializeToString())
     assert [i.name for i in weights.get_inputs()] == ["x1", CLASS_WEIGHTS]
     z = np.random.default_rng(3).standard_normal((5, 100)).astype(np.float32)
     y = np.array([0, 3, 9, 3, 1], np.int32)
     by_label = labels.run(None, {"x1": z, "x2": y})[0]
     by_weight = weights.run(None, {"x1": z, CLASS_WEIGHTS: np.eye(10, dtype=np.float32)[y]})[0]
     np.testing.assert_allclose(by_weight, by_label, atol=1e-6)
+    with pytest.raises(BigBiGANError, match="embedding table of 10 rows, expected at least 11"):
+        class_weight_graph(model, 11)
+
+
+def test_a_generator_trained_with_label_dropout_walks_between_its_classes(tmp_path: Path) -> None:
+    """Label dropout adds a "no label" row to the embedding table (the shipped model's recipe):
+    the page's class weights cover the classes alone, and one-hot weights draw the class."""
+    from bigbigan.config import TrainConfig
+    from bigbigan.training.loop import model_config_for, train
+
+    cfg = model_config_for("digits", ch=8, label_dropout=0.5, stochastic_encoder=True, ema=True)
+    steps = TrainConfig(dataset="digits", batch_size=16, steps=2)
+    run = train(steps, cfg, tmp_path / "run", progress=False)
+    engine = open_engine(tmp_path / "serve", checkpoint=Path(run), echo=lambda _: None)
+    try:
+        grid = engine.grid([2, 7], [5], truncation=2.0).arrays["images"]
+        between = engine.interpolate((5, 5), (2, 7), steps=3, truncation=2.0)
+        assert between.arrays[CLASS_WEIGHTS].shape == (3, 10)
+        np.testing.assert_allclose(between.arrays["images"][[0, -1]], grid, atol=1e-5)
+    finally:
+        engine.close()
 
 
 def test_class_weight_graph_refuses_an_unconditional_generator(
@@ -86,7 +107,7 @@ def test_class_weight_graph_refuses_an_unconditional_generator(
 
     path = export_onnx(tiny_unconditional_checkpoint, tmp_path / "G.onnx").path
     with pytest.raises(BigBiGANError, match="one embedding lookup of label input x2, found 0"):
-        class_weight_graph(onnx.load(str(path)))
+        class_weight_graph(onnx.load(str(path)), 10)
 
 
 def test_describe_reads_how_a_model_was_made(

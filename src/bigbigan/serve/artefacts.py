@@ -10,6 +10,7 @@ opens) replaces the first; the other two still come from the checkpoint.
 The class-weight generator is the exported graph with one node changed: the embedding lookup
 `Gather(embedding, Cast(x2))` becomes `MatMul(class_weights, embedding)`. For one-hot weights
 the two are the same function (tested); a mix of two one-hots mixes the two class embeddings.
+A model trained with label dropout has one more row, "no label", which the weights leave out.
 """
 
 from __future__ import annotations
@@ -50,11 +51,11 @@ def describe(path: Path) -> tuple[str, str]:
     return "checkpoint", "fp32"
 
 
-def class_weight_graph(model: Any) -> Any:
+def class_weight_graph(model: Any, num_classes: int) -> Any:
     """A copy of an exported conditional generator whose int32 label input `x2` (N,) is
-    replaced by float32 class weights (N, num_classes) multiplying the embedding table."""
+    replaced by float32 class weights (N, num_classes) multiplying the table's class rows."""
     import onnx
-    from onnx import helper
+    from onnx import helper, numpy_helper
 
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
@@ -72,10 +73,16 @@ def class_weight_graph(model: Any) -> Any:
             f"found {len(lookups)}; class interpolation needs a conditional export"
         )
     lookup = lookups[0]
-    table = initializers[lookup.input[0]]
-    num_classes = table.dims[0]
+    table = numpy_helper.to_array(initializers[lookup.input[0]])
+    if table.shape[0] < num_classes:
+        raise BigBiGANError(
+            f"generator graph: embedding table of {table.shape[0]} rows, expected at least "
+            f"{num_classes} (one per class)"
+        )
     mixed = onnx.ModelProto()
     mixed.CopyFrom(model)
+    rows = next(i for i in mixed.graph.initializer if i.name == lookup.input[0])
+    rows.CopyFrom(numpy_helper.from_array(table[:num_classes], rows.name))  # read only here
     nodes = [
         helper.make_node("MatMul", [CLASS_WEIGHTS, lookup.input[0]], list(lookup.output))
         if n.op_type == "Gather" and list(n.output) == list(lookup.output)
@@ -128,9 +135,13 @@ def build_mixer(g_onnx: Path, folder: Path) -> Path:
     import onnx
 
     from bigbigan.compile import compile_model
+    from bigbigan.documents import read_sidecar
     from bigbigan.fsutil import atomic_path
 
+    num_classes = read_sidecar(g_onnx, missing="export it with `bigbigan export`")["model"][
+        "num_classes"
+    ]
     source = folder / "G_class_weights.onnx"
     with atomic_path(source) as tmp:
-        onnx.save(class_weight_graph(onnx.load(str(g_onnx))), str(tmp))
+        onnx.save(class_weight_graph(onnx.load(str(g_onnx)), num_classes), str(tmp))
     return compile_model(source, target="ort", out=folder / "G_class_weights.ort.onnx").path
