@@ -79,13 +79,13 @@ def test_one_sidecar_name_and_reader(tmp_path):
 
 
 def test_shipped_models_still_load():
-    """The shipped checkpoint and classifier JSONs, written before documents.py, read as they
-    are (their digests are not rewritten)."""
+    """The first shipped checkpoint and the classifier's JSON, written before documents.py, read
+    as they are (their digests are not rewritten)."""
     from bigbigan.quality import classifier
     from bigbigan.training import checkpoint
 
-    ckpt = checkpoint.read(MODELS / "bigbigan_fashion_mnist")
-    assert ckpt.model.num_classes == 10
+    ckpt = checkpoint.read(MODELS / "bigbigan_fashion_mnist_first")
+    assert ckpt.model.num_classes == 10 and ckpt.step == 7183
     doc = read_document(MODELS / "classifier_fashion_mnist" / "classifier.json")
     assert doc["format"] == classifier.FORMAT and doc["version"] == classifier.VERSION
     model, _ = classifier.load(MODELS / "classifier_fashion_mnist")
@@ -93,7 +93,7 @@ def test_shipped_models_still_load():
 
 
 def test_written_checkpoint_keeps_the_header_first(tmp_path, tiny_checkpoint):
-    """A checkpoint written now has the header first, as the shipped (version 1) one."""
-    shipped = json.loads((MODELS / "bigbigan_fashion_mnist" / "checkpoint.json").read_text())
+    """A checkpoint written now has the header first, as the first shipped (version 1) one."""
+    shipped = json.loads((MODELS / "bigbigan_fashion_mnist_first" / "checkpoint.json").read_text())
     written = json.loads((Path(tiny_checkpoint) / "checkpoint.json").read_text())
     assert list(written)[:2] == list(shipped)[:2] == ["format", "version"]

@@ -1,6 +1,6 @@
-"""Every BigBiGAN in the repository's `models/` folder loads with verified digests, and the run
-training there (models/README.md, "in training") resumes from what was committed: a session's
-training survives only as that commit."""
+"""Every BigBiGAN in the repository's `models/` folder loads with verified digests, and the
+shipped model and the run training there (models/README.md, "in training") resume from what was
+committed: a session's training survives only as that commit."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bigbigan import shipped
 from bigbigan.cli.main import main
 from bigbigan.training import checkpoint
 from bigbigan.training.data import DATASETS
@@ -19,6 +20,7 @@ from bigbigan.training.data import DATASETS
 MODELS = Path(__file__).parents[1] / "models"
 FASHION_DIR = DATASETS["fashion_mnist"].default_dir
 IN_TRAINING = MODELS / "bigbigan_fashion_mnist_next"
+FIRST = MODELS / "bigbigan_fashion_mnist_first"  # the model shipped before, kept for its figures
 
 
 def bigbigan_folders() -> list[Path]:
@@ -30,8 +32,9 @@ def bigbigan_folders() -> list[Path]:
     )
 
 
-def test_the_shipped_model_and_the_run_in_training_are_both_found():
-    assert [f.name for f in bigbigan_folders()] == ["bigbigan_fashion_mnist", IN_TRAINING.name]
+def test_the_shipped_model_the_first_one_and_the_run_in_training_are_found():
+    names = [f.name for f in bigbigan_folders()]
+    assert names == [shipped.GAN, FIRST.name, IN_TRAINING.name]
 
 
 @pytest.mark.parametrize("folder", bigbigan_folders(), ids=lambda f: f.name)
@@ -49,9 +52,11 @@ def test_the_run_in_training_keeps_one_checkpoint():
 
 
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason="dataset-fashion-mnist not installed")
-def test_the_run_in_training_resumes_where_it_was_committed(tmp_path):
+@pytest.mark.parametrize("folder", [MODELS / shipped.GAN, IN_TRAINING], ids=lambda f: f.name)
+def test_the_shipped_model_and_the_run_in_training_resume_where_they_stand(folder, tmp_path):
+    """The model cards' `cp -r` then `train --resume`: one more step from the committed one."""
     run = tmp_path / "run"
-    shutil.copytree(IN_TRAINING, run)
+    shutil.copytree(folder, run)
     committed = checkpoint.read(run)
     main(["train", "--resume", "--out", str(run), "--steps", str(committed.step + 1)])
     resumed = checkpoint.read(run)

@@ -256,12 +256,14 @@ def test_old_layout_loads_and_resumes_into_the_new_one(tmp_path, full_run):
     assert (legacy / checkpoint.MODEL_FILE).exists()  # the old files are left as they were
 
 
-def test_the_shipped_model_folder_reads_in_the_old_layout():
-    from bigbigan.shipped import shipped_checkpoint
+def test_the_first_shipped_model_reads_in_the_old_layout():
+    from bigbigan.shipped import MODELS_DIR
 
-    ckpt = checkpoint.read(shipped_checkpoint())
-    assert ckpt.directory == shipped_checkpoint() and ckpt.step > 0
-    checkpoint.load_model(shipped_checkpoint())
+    first = MODELS_DIR / "bigbigan_fashion_mnist_first"
+    assert json.loads((first / checkpoint.CONFIG_FILE).read_text())["version"] == 1
+    ckpt = checkpoint.read(first)
+    assert ckpt.directory == first and ckpt.step == 7183
+    checkpoint.load_model(first)
 
 
 @pytest.mark.parametrize(
