@@ -1,8 +1,8 @@
 """What `bigbigan serve` runs, built once at start-up into its temporary folder.
 
 From a checkpoint: the generator exported to ONNX and compiled by `compile --target ort` (the
-fastest build that takes seconds, not minutes: on the shipped ch=16 model compiled ORT is the
-fastest fp32 path, docs/performance.md), the encoder exported to ONNX, and a second compiled
+fastest build that takes seconds, not minutes: on the first shipped ch=16 model compiled ORT is
+the fastest fp32 path, docs/performance.md), the encoder exported to ONNX, and a second compiled
 generator whose label input is a vector of class weights instead of a class index, so that the
 page can walk between two classes. A generator the user names (`--model`, any file `infer`
 opens) replaces the first; the other two still come from the checkpoint.
